@@ -1,0 +1,1 @@
+"""Core layer: units, shared value types, errors and config loading. Imports nothing else of wattlens."""

@@ -1,0 +1,132 @@
+"""What a trial is: the value object every layer agrees on.
+
+A `TrialSpec` names everything that changes the cost of inference. Its `trial_id` is a stable
+hash of the canonical JSON of those fields, so the same spec always lands on the same row and a
+sweep can be resumed by skipping ids already stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from wattlens.core.errors import BadInput
+from wattlens.core.units import SUPPORTED_DTYPES
+
+MODES = ("eager", "static", "compiled")
+"""Serving modes of the HF backend: dynamic cache (as the GPT-OSS study ran it), static cache,
+static cache with a compiled, CUDA-graph-captured decode step."""
+
+PROMPT_KINDS = ("synthetic", "text")
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    """Decoding settings. Greedy unless `temperature` > 0."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = no top-k filter
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+    def validate(self) -> None:
+        if self.temperature < 0:
+            raise BadInput(f"temperature must be >= 0, got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise BadInput(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise BadInput(f"top_k must be >= 0, got {self.top_k}")
+
+    def label(self) -> str:
+        if self.greedy:
+            return "greedy"
+        parts = [f"T={self.temperature:g}"]
+        if self.top_p < 1.0:
+            parts.append(f"top_p={self.top_p:g}")
+        if self.top_k:
+            parts.append(f"top_k={self.top_k}")
+        return ",".join(parts)
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One measured configuration: model x shapes x precision x mode x sampling."""
+
+    model: str
+    ctx_tokens: int = 128
+    gen_tokens: int = 32
+    batch_size: int = 1
+    dtype: str = "bf16"
+    mode: str = "eager"
+    sampling: SamplingSpec = field(default_factory=SamplingSpec)
+    overrides: tuple[tuple[str, Any], ...] = ()  # architecture edits, e.g. (("num_hidden_layers", 16),)
+    repeats: int = 5
+    warmups: int = 1
+    prompt: str = "synthetic"
+    device: str = "auto"
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Checks that need no model; the model layer checks ctx against max positions."""
+        if self.ctx_tokens < 1:
+            raise BadInput(f"ctx must be >= 1 token, got {self.ctx_tokens}")
+        if self.gen_tokens < 1:
+            raise BadInput(f"gen must be >= 1 token, got {self.gen_tokens}")
+        if self.batch_size <= 0:
+            raise BadInput(f"batch must be > 0, got {self.batch_size}")
+        if self.repeats < 1:
+            raise BadInput(f"repeats must be >= 1, got {self.repeats}")
+        if self.warmups < 0:
+            raise BadInput(f"warmups must be >= 0, got {self.warmups}")
+        if self.dtype not in SUPPORTED_DTYPES:
+            raise BadInput(f"unsupported dtype {self.dtype!r}; choose one of {', '.join(SUPPORTED_DTYPES)}")
+        if self.mode not in MODES:
+            raise BadInput(f"unsupported mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.prompt not in PROMPT_KINDS:
+            raise BadInput(f"unsupported prompt kind {self.prompt!r}; choose one of {', '.join(PROMPT_KINDS)}")
+        self.sampling.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["overrides"] = {k: v for k, v in self.overrides}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrialSpec:
+        d = dict(d)
+        d["sampling"] = SamplingSpec(**d.get("sampling", {}))
+        d["overrides"] = tuple(sorted((d.get("overrides") or {}).items()))
+        return cls(**d)
+
+    @property
+    def trial_id(self) -> str:
+        """Stable 16-hex-digit hash of the canonical spec (repeats and warm-ups included)."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def with_(self, **changes: Any) -> TrialSpec:
+        return replace(self, **changes)
+
+    def model_key(self) -> tuple:
+        """Trials with equal keys share one built model (a sweep orders by this)."""
+        return (self.model, self.overrides, self.dtype, self.device)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse one `--set key=value` edit; the value is read as JSON when it parses, else as a string."""
+    if "=" not in text:
+        raise BadInput(f"--set expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise BadInput(f"--set expects key=value, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
