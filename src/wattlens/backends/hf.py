@@ -1,0 +1,369 @@
+"""HF transformers backend in three serving modes.
+
+- `eager`: `model.generate` with the dynamic KV cache — the GPT-OSS study's method.
+- `static`: `model.generate` with a static KV cache (transformers may compile the forward itself).
+- `compiled`: our lean loop over the model's own forward: a static cache, a compiled decode step
+  (forward + sampling + bookkeeping, all on the device) captured once in a CUDA graph, so each
+  decode step is one graph replay with no per-step host work or allocation. This is the mode that
+  approximates what an optimised serving engine achieves for one request stream.
+
+Every mode stamps each output token with `perf_counter_ns` after a device sync, so TTFT and every
+inter-token gap come from the same run. torch and transformers are imported lazily.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wattlens.backends.base import GenerationOutput, TokenHook, clock_ns
+from wattlens.core.errors import BadInput
+from wattlens.core.spec import MODES, SamplingSpec
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def sample_next_tokens(logits, sampling: SamplingSpec):
+    """Pick the next token of each row with static shapes only (safe inside a CUDA graph).
+
+    Sampling uses the exponential-race form of the Gumbel-max trick: argmax(p / E) with
+    E ~ Exp(1) draws index i with probability p_i, without a host sync or a multinomial kernel.
+    """
+    torch = _torch()
+    if sampling.greedy:
+        return logits.argmax(dim=-1)
+    scores = logits.float() / sampling.temperature
+    if sampling.top_k:
+        k = min(sampling.top_k, scores.shape[-1])
+        kth = torch.topk(scores, k, dim=-1).values[..., -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    if sampling.top_p < 1.0:
+        sorted_scores, order = torch.sort(scores, dim=-1, descending=True)
+        probs_sorted = sorted_scores.softmax(dim=-1)
+        mass_before = probs_sorted.cumsum(dim=-1) - probs_sorted
+        sorted_scores = sorted_scores.masked_fill(mass_before > sampling.top_p, float("-inf"))
+        scores = torch.full_like(scores, float("-inf")).scatter(-1, order, sorted_scores)
+    probs = scores.softmax(dim=-1)
+    race = torch.empty_like(probs).exponential_(1.0)
+    return (probs / race).argmax(dim=-1)
+
+
+class _TimingStreamer:
+    """A transformers streamer that stamps every new token after a device sync.
+
+    `generate` first puts the prompt, then each new token; only the latter are stamped.
+    """
+
+    def __init__(self, sync, on_token: TokenHook | None):
+        self._sync = sync
+        self._on_token = on_token
+        self._seen_prompt = False
+        self.times_ns: list[int] = []
+
+    def put(self, value) -> None:
+        if not self._seen_prompt:
+            self._seen_prompt = True
+            return
+        self._sync()
+        t = clock_ns()
+        self.times_ns.append(t)
+        if self._on_token is not None:
+            self._on_token(len(self.times_ns) - 1, t)
+
+    def end(self) -> None:
+        pass
+
+
+_EXPERT_COUNT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts")
+
+
+def _has_experts(model) -> bool:
+    """True for MoE models whose experts kernel transformers lets us switch (prefill vs decode)."""
+    cfg = model.config
+    if not any((getattr(cfg, k, 0) or 0) > 0 for k in _EXPERT_COUNT_KEYS):
+        return False
+    if not hasattr(model, "set_experts_implementation"):
+        return False
+    try:
+        model.get_experts_implementation()
+        return True
+    except (ValueError, AttributeError):
+        return False
+
+
+class HFBackend:
+    """Runs a transformers causal LM in one of the three serving modes."""
+
+    name = "hf"
+
+    def __init__(
+        self,
+        model,
+        mode: str,
+        sampling: SamplingSpec = SamplingSpec(),
+        *,
+        compile_prefill: bool = True,
+        use_cuda_graph: bool | None = None,
+    ):
+        if mode not in MODES:
+            raise BadInput(f"unsupported mode {mode!r}; choose one of {', '.join(MODES)}")
+        torch = _torch()
+        self.model = model
+        self.mode = mode
+        self.sampling = sampling
+        self.device = next(model.parameters()).device
+        self.is_cuda = self.device.type == "cuda"
+        self.compile_prefill = compile_prefill
+        self.use_cuda_graph = self.is_cuda if use_cuda_graph is None else use_cuda_graph
+        if self.use_cuda_graph and not self.is_cuda:
+            raise BadInput("CUDA graphs need a CUDA device")
+        self._torch = torch
+        self._lean: _LeanDecoder | None = None
+        gen_cfg = model.generation_config
+        self.pad_token_id = gen_cfg.pad_token_id if gen_cfg.pad_token_id is not None else 0
+        self.eos_token_id = gen_cfg.eos_token_id
+
+    # -- shared -----------------------------------------------------------------------------
+    def sync(self) -> None:
+        if self.is_cuda:
+            self._torch.cuda.synchronize(self.device)
+
+    def describe(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "backend": "hf-transformers",
+            "mode": self.mode,
+            "attn_implementation": getattr(self.model.config, "_attn_implementation", None),
+            "transformers_cache": {"eager": "dynamic", "static": "static", "compiled": "static"}[self.mode],
+        }
+        if self.mode == "compiled":
+            d.update(
+                loop="wattlens lean decode loop",
+                decode_step="torch.compile(fullgraph) + CUDA graph" if self.use_cuda_graph else "torch.compile(fullgraph)",
+                prefill="torch.compile" if self.compile_prefill else "eager forward",
+            )
+        else:
+            d["loop"] = "transformers generate"
+        if _has_experts(self.model):
+            d["experts_implementation"] = self.model.get_experts_implementation()
+        return d
+
+    def prepare(self, batch_size: int, ctx_tokens: int, gen_tokens: int) -> None:
+        if self.mode == "compiled":
+            needed = ctx_tokens + gen_tokens
+            lean = self._lean
+            if lean is None or lean.batch_size != batch_size or lean.max_cache_tokens < needed:
+                self._lean = None  # free the old cache and graph before allocating new ones
+                self._lean = _LeanDecoder(self, batch_size, needed, gen_tokens)
+            self._lean.ensure_gen_capacity(gen_tokens)
+
+    def release(self) -> None:
+        self._lean = None
+
+    def generate(self, input_ids, attention_mask, gen_tokens: int, on_token: TokenHook | None = None) -> GenerationOutput:
+        if gen_tokens < 1:
+            raise BadInput(f"gen must be >= 1 token, got {gen_tokens}")
+        if self.mode == "compiled":
+            if self._lean is None:
+                self.prepare(input_ids.shape[0], input_ids.shape[1], gen_tokens)
+            return self._lean.generate(input_ids, gen_tokens, on_token)
+        return self._generate_hf(input_ids, attention_mask, gen_tokens, on_token)
+
+    # -- eager / static: transformers' own generate --------------------------------------------
+    def _generate_hf(self, input_ids, attention_mask, gen_tokens, on_token) -> GenerationOutput:
+        torch = self._torch
+        streamer = _TimingStreamer(self.sync, on_token)
+        kwargs: dict[str, Any] = dict(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=gen_tokens,
+            min_new_tokens=gen_tokens,  # output length forced: EOS cannot end it early
+            streamer=streamer,
+            return_dict_in_generate=True,
+            pad_token_id=self.pad_token_id,
+        )
+        if self.sampling.greedy:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(
+                do_sample=True,
+                temperature=self.sampling.temperature,
+                top_p=self.sampling.top_p,
+                top_k=self.sampling.top_k,
+            )
+        if self.mode == "static":
+            kwargs["cache_implementation"] = "static"
+        self.sync()
+        start = clock_ns()
+        with torch.inference_mode():
+            out = self.model.generate(**kwargs)
+        self.sync()
+        end = clock_ns()
+        new_ids = out.sequences[:, input_ids.shape[1] :]
+        return GenerationOutput(
+            output_ids=new_ids,
+            start_ns=start,
+            token_times_ns=streamer.times_ns,
+            end_ns=end,
+            held=out.past_key_values,
+        )
+
+
+class _LeanDecoder:
+    """Static cache + compiled decode step replayed from a CUDA graph.
+
+    All per-step state (current token, position, output buffer, step counter) lives in device
+    tensors that the captured step updates in place, so a decode step costs one graph replay.
+    """
+
+    def __init__(self, backend: HFBackend, batch_size: int, max_cache_tokens: int, gen_tokens: int):
+        from transformers import StaticCache
+
+        torch = backend._torch
+        self.backend = backend
+        self.model = backend.model
+        self.batch_size = batch_size
+        self.max_cache_tokens = max_cache_tokens
+        dev = backend.device
+        self.cache = StaticCache(config=self.model.config, max_cache_len=max_cache_tokens)
+        self.cur_tokens = torch.zeros(batch_size, 1, dtype=torch.long, device=dev)
+        self.positions = torch.zeros(batch_size, 1, dtype=torch.long, device=dev)
+        self.step_index = torch.zeros(1, dtype=torch.long, device=dev)
+        self.out_tokens = torch.zeros(batch_size, max(gen_tokens, 1), dtype=torch.long, device=dev)
+        self._has_experts = _has_experts(self.model)
+        self._prefill_experts = self.model.get_experts_implementation() if self._has_experts else {}
+        self._decode_fn = torch.compile(self._decode_step, fullgraph=True, dynamic=False)
+        self._prefill_fn = (
+            torch.compile(self._prefill_logits, fullgraph=True, dynamic=False)
+            if backend.compile_prefill
+            else self._prefill_logits
+        )
+        self._graph = None
+        self._initialized = False
+
+    def ensure_gen_capacity(self, gen_tokens: int) -> None:
+        if self.out_tokens.shape[1] < gen_tokens:
+            torch = self.backend._torch
+            self.out_tokens = torch.zeros(self.batch_size, gen_tokens, dtype=torch.long, device=self.backend.device)
+            self._graph = None  # the graph captured the old buffer's address
+
+    def _use_decode_experts(self, decoding: bool) -> None:
+        """MoE: the model's own experts kernel for prefill; gathered (`batched_mm`) experts for
+        one-token decode steps, which read only the routed experts' weights."""
+        if not (self._has_experts and self.backend.is_cuda):
+            return
+        try:
+            self.model.set_experts_implementation(
+                {k: "batched_mm" for k in self._prefill_experts} if decoding else self._prefill_experts
+            )
+        except ValueError:  # this architecture's experts cannot be switched: keep its default
+            self._has_experts = False
+            self.model.set_experts_implementation(self._prefill_experts)
+
+    def _prefill_logits(self, input_ids, position_ids):
+        out = self.model(input_ids=input_ids, position_ids=position_ids, past_key_values=self.cache, use_cache=True,
+                         logits_to_keep=1)
+        return out.logits[:, -1, :]
+
+    def _decode_step(self):
+        logits = self.model(
+            input_ids=self.cur_tokens, position_ids=self.positions, past_key_values=self.cache, use_cache=True
+        ).logits[:, -1, :]
+        nxt = sample_next_tokens(logits, self.backend.sampling)
+        self.cur_tokens.copy_(nxt[:, None])
+        self.positions.add_(1)
+        # Clamped so a replay past the buffer's end overwrites the last column instead of faulting.
+        slot = self.step_index.clamp(max=self.out_tokens.shape[1] - 1)
+        self.out_tokens.index_copy_(1, slot, nxt[:, None])
+        self.step_index.add_(1)
+
+    def _prefill(self, input_ids) -> None:
+        torch = self.backend._torch
+        batch, ctx = input_ids.shape
+        self.cache.reset()
+        position_ids = torch.arange(ctx, device=input_ids.device).unsqueeze(0).expand(batch, -1)
+        self._use_decode_experts(False)
+        # The cache allocates its tensors on the first update: do that one uncompiled.
+        fn = self._prefill_fn if self._initialized else self._prefill_logits
+        logits = fn(input_ids, position_ids)
+        self._initialized = True
+        nxt = sample_next_tokens(logits, self.backend.sampling)
+        self.cur_tokens.copy_(nxt[:, None])
+        self.positions.fill_(ctx)
+        self.out_tokens[:, 0] = nxt
+        self.step_index.fill_(1)
+        self._use_decode_experts(True)
+
+    def _capture(self) -> None:
+        """Compile (by running the step a few times on a side stream), then capture one step."""
+        torch = self.backend._torch
+        if not self.backend.use_cuda_graph:
+            return
+        side = torch.cuda.Stream(device=self.backend.device)
+        side.wait_stream(torch.cuda.current_stream(self.backend.device))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self._decode_fn()
+        torch.cuda.current_stream(self.backend.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._decode_fn()
+        self._graph = graph
+
+    def step(self) -> None:
+        if self._graph is not None:
+            self._graph.replay()
+        else:
+            self._decode_fn()
+
+    def generate(self, input_ids, gen_tokens: int, on_token: TokenHook | None) -> GenerationOutput:
+        torch = self.backend._torch
+        if input_ids.shape[0] != self.batch_size or input_ids.shape[1] + gen_tokens > self.max_cache_tokens:
+            raise BadInput(
+                f"compiled mode was prepared for batch {self.batch_size} and {self.max_cache_tokens} cached tokens, "
+                f"got batch {input_ids.shape[0]} with {input_ids.shape[1]}+{gen_tokens} tokens"
+            )
+        self.ensure_gen_capacity(gen_tokens)
+        with torch.inference_mode():
+            if self.backend.use_cuda_graph and self._graph is None:
+                # Capture needs a prefilled cache; the capture's own steps are discarded by the next prefill.
+                self._prefill(input_ids)
+                self._capture()
+            sync = self.backend.sync
+            times: list[int] = []
+            sync()
+            start = clock_ns()
+            self._prefill(input_ids)
+            sync()
+            t = clock_ns()
+            times.append(t)
+            if on_token is not None:
+                on_token(0, t)
+            for i in range(1, gen_tokens):
+                self.step()
+                sync()
+                t = clock_ns()
+                times.append(t)
+                if on_token is not None:
+                    on_token(i, t)
+            end = times[-1]
+        return GenerationOutput(
+            output_ids=self.out_tokens[:, :gen_tokens].clone(),
+            start_ns=start,
+            token_times_ns=times,
+            end_ns=end,
+            held=self.cache,
+        )
+
+    def bare_decode_loop_s(self, input_ids, gen_tokens: int) -> float:
+        """Time the same prefill + decode steps with no per-token sync or hook (for overhead checks)."""
+        with self.backend._torch.inference_mode():
+            self.backend.sync()
+            start = clock_ns()
+            self._prefill(input_ids)
+            for _ in range(1, gen_tokens):
+                self.step()
+            self.backend.sync()
+            return (clock_ns() - start) / 1e9
