@@ -49,7 +49,9 @@ def make_window(i: int, measured: bool, start_ns: int) -> EnergyWindow:
     )
 
 
-def make_reps(n: int = 3, measured: bool = True, gen: int = 8, batch: int = 2, ctx: int = 128) -> list[Repetition]:
+def make_reps(
+    n: int = 3, measured: bool = True, gen: int = 8, batch: int = 2, ctx: int = 128
+) -> list[Repetition]:
     reps = []
     for i in range(n):
         ttft = 0.05 + 0.001 * i

@@ -5,7 +5,13 @@ be rebuilt later without a GPU.
 """
 
 from wattlens.store.export import export
-from wattlens.store.sqlite import DEFAULT_DB_PATH, SCHEMA_VERSION, ResultStore, StoredArtifact, default_db_path
+from wattlens.store.sqlite import (
+    DEFAULT_DB_PATH,
+    SCHEMA_VERSION,
+    ResultStore,
+    StoredArtifact,
+    default_db_path,
+)
 
 __all__ = [
     "DEFAULT_DB_PATH",

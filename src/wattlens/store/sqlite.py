@@ -375,7 +375,9 @@ def _insert(conn: sqlite3.Connection, table: str, row: dict[str, Any]) -> None:
 def _check_writable(path: Path) -> bool:
     """Refuse a path we could not write, before creating anything. Returns whether it exists."""
     if path.is_dir():
-        raise BadInput(f"results database path {path} is a directory; name a file, e.g. {path / DEFAULT_DB_PATH}")
+        raise BadInput(
+            f"results database path {path} is a directory; name a file, e.g. {path / DEFAULT_DB_PATH}"
+        )
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
         raise BadInput(f"cannot create results database {path}: directory {parent} does not exist")
@@ -525,7 +527,8 @@ class ResultStore:
         cols = ", ".join(row)
         marks = ", ".join(f":{c}" for c in row)
         with self._transaction() as c:
-            c.execute(f"INSERT INTO runs ({cols}) VALUES ({marks}) ON CONFLICT(run_id) DO UPDATE SET {sets}", row)
+            sql = f"INSERT INTO runs ({cols}) VALUES ({marks}) ON CONFLICT(run_id) DO UPDATE SET {sets}"
+            c.execute(sql, row)
 
     def finish_run(self, run_id: str, finished_at: str | None = None) -> None:
         """Stamp the end of a run (now, UTC, unless given)."""
@@ -563,7 +566,8 @@ class ResultStore:
         with self._transaction() as c:
             if not c.execute("SELECT 1 FROM runs WHERE run_id = ?", (result.run_id,)).fetchone():
                 raise BadInput(f"run {result.run_id!r} is not in {self.path}; call start_run first")
-            c.execute("DELETE FROM trials WHERE trial_id = ? AND run_id = ?", (result.trial_id, result.run_id))
+            key = (result.trial_id, result.run_id)
+            c.execute("DELETE FROM trials WHERE trial_id = ? AND run_id = ?", key)  # cascades to repetitions
             _insert(c, "trials", trial_row(result))
             for rep in result.repetitions:
                 _insert(c, "repetitions", repetition_row(result, rep))
@@ -647,7 +651,8 @@ class ResultStore:
                 (run_id, trial_id, kind, name),
             )
             cur = c.execute(
-                "INSERT INTO artifacts (run_id, trial_id, kind, name, json, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO artifacts (run_id, trial_id, kind, name, json, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
                 (run_id, trial_id, kind, name, text, utc_now_iso()),
             )
             return int(cur.lastrowid)
