@@ -89,3 +89,32 @@ def test_bad_requests(store, tmp_path):
         export(store, tmp_path / "x.csv", table="nope")
     with pytest.raises(BadInput, match="does not exist"):
         export(store, tmp_path / "missing" / "x.csv")
+
+
+def test_json_all_round_trips_to_objects_and_into_a_new_store(store, tmp_path):
+    from wattlens.store import import_json, results_from_json
+
+    path = export(store, tmp_path / "results.json", table="all")
+    runs, trials = results_from_json(path)
+    assert runs == store.load_runs()
+    assert trials == store.load_trials()
+    with ResultStore(tmp_path / "copy.sqlite") as copy:
+        assert import_json(copy, path) == (1, 3)
+        assert copy.load_trials() == store.load_trials()
+        assert [a.payload for a in copy.load_artifacts()] == [{"power_w": [300.0]}]
+
+
+def test_results_from_json_refuses_other_files(tmp_path):
+    from wattlens.core.errors import SchemaTooNew
+    from wattlens.store import results_from_json
+
+    other = tmp_path / "other.json"
+    other.write_text("[1, 2]")
+    with pytest.raises(BadInput, match="not a wattlens"):
+        results_from_json(other)
+    newer = tmp_path / "newer.json"
+    newer.write_text(json.dumps({"format": "wattlens-results", "schema_version": 7, "runs": []}))
+    with pytest.raises(SchemaTooNew, match="7"):
+        results_from_json(newer)
+    with pytest.raises(BadInput, match="no such"):
+        results_from_json(tmp_path / "missing.json")

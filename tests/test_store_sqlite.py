@@ -279,3 +279,39 @@ def test_unwritable_dir_refused_via_access(tmp_path, monkeypatch):
     with pytest.raises(BadInput, match="not writable"):
         ResultStore(target)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_process_killed_mid_save_leaves_no_partial_trial(tmp_path):
+    """A hard kill (no exception handling runs) between repetition inserts: SQLite's journal undoes it."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    db = tmp_path / "r.sqlite"
+    tests_dir = Path(__file__).parent
+    src_dir = tests_dir.parent / "src"
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        sys.path[:0] = [{str(src_dir)!r}, {str(tests_dir)!r}]
+        import wattlens.store.sqlite as m
+        from conftest_store import make_run, make_trial
+        s = m.ResultStore({str(db)!r})
+        s.start_run(make_run())
+        real, n = m.repetition_row, [0]
+        def dying(result, rep):
+            n[0] += 1
+            if n[0] == 2:
+                os._exit(9)
+            return real(result, rep)
+        m.repetition_row = dying
+        s.save_trial(make_trial())
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 9, proc.stderr
+    with ResultStore(db) as s:
+        assert len(s.load_runs()) == 1
+        assert s.load_trials() == []
+        assert s.connection.execute("SELECT COUNT(*) FROM repetitions").fetchone()[0] == 0

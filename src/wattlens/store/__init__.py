@@ -4,7 +4,7 @@ Imports only `wattlens.core`. Everything a run measured lands here, so a report 
 be rebuilt later without a GPU.
 """
 
-from wattlens.store.export import export
+from wattlens.store.export import export, import_json, results_from_json
 from wattlens.store.sqlite import (
     DEFAULT_DB_PATH,
     SCHEMA_VERSION,
@@ -20,4 +20,6 @@ __all__ = [
     "StoredArtifact",
     "default_db_path",
     "export",
+    "import_json",
+    "results_from_json",
 ]

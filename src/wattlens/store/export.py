@@ -14,6 +14,9 @@ from typing import Any
 
 from wattlens import __version__ as WATTLENS_VERSION
 from wattlens.core.errors import BadInput
+from wattlens.core.errors import SchemaTooNew
+from wattlens.core.results import EnergyWindow, MemoryStats, Repetition, RunInfo, TrialResult
+from wattlens.core.spec import TrialSpec
 from wattlens.store.sqlite import SCHEMA_VERSION, ResultStore, from_json
 
 FORMATS = ("csv", "parquet", "json")
@@ -147,3 +150,106 @@ def export(
         if tmp.exists():
             tmp.unlink()
     return out
+
+
+# --- reading an `all` JSON export back ------------------------------------------------------------
+
+
+def _repetition_from_doc(d: dict[str, Any]) -> Repetition:
+    window = EnergyWindow(
+        name=d["energy_window_name"],
+        start_ns=d["window_start_ns"],
+        end_ns=d["window_end_ns"],
+        energy_gpu_j=d.get("energy_gpu_j"),
+        energy_gpu_uncertainty_j=d.get("energy_gpu_uncertainty_j"),
+        energy_gpu_active_j=d.get("energy_gpu_active_j"),
+        idle_power_w=d.get("idle_power_w"),
+        counter_updates=d.get("counter_updates"),
+        update_period_s=d.get("update_period_s"),
+        flags=tuple(d.get("flags") or ()),
+        not_measured_reason=d.get("not_measured_reason"),
+        per_gpu_energy_j=tuple(d.get("per_gpu_energy_j") or ()),
+    )
+    return Repetition(
+        index=d["rep_index"],
+        input_tokens=d["input_tokens"],
+        output_tokens=d["output_tokens"],
+        batch_size=d["batch_size"],
+        token_times_s=tuple(d.get("token_times_s") or ()),
+        e2e_s=d["e2e_s"],
+        energy=window,
+    )
+
+
+def results_from_json(path: str | Path) -> tuple[list[RunInfo], list[TrialResult]]:
+    """Rebuild runs and trials from an `all` JSON export (committed GPU results), without SQLite.
+
+    Lets a report be re-rendered from results/<gpu>/.../results.json on any machine.
+    """
+    p = Path(path).expanduser()
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"no such results file: {p}") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise BadInput(f"cannot read results file {p}: {e}") from None
+    if not isinstance(doc, dict) or doc.get("format") != "wattlens-results":
+        raise BadInput(f"{p} is not a wattlens 'all' JSON export (export with table='all')")
+    version = int(doc.get("schema_version", 0))
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"{p} has results schema version {version}, newer than this wattlens ({WATTLENS_VERSION}) "
+            f"understands (schema version {SCHEMA_VERSION}); upgrade wattlens"
+        )
+    runs, trials = [], []
+    for r in doc.get("runs", []):
+        runs.append(
+            RunInfo(
+                run_id=r["run_id"],
+                started_at=r["started_at"],
+                environment=r.get("environment") or {},
+                command=r.get("command") or "",
+                update_period_s=r.get("update_period_s"),
+                idle_power_w=r.get("idle_power_w"),
+                finished_at=r.get("finished_at"),
+            )
+        )
+        for t in r.get("trials", []):
+            trials.append(
+                TrialResult(
+                    spec=TrialSpec.from_dict(t["spec"]),
+                    run_id=t["run_id"],
+                    status=t["status"],
+                    error=t.get("error"),
+                    weights=t["weights"],
+                    model_facts=t.get("model_facts") or {},
+                    gpu_name=t.get("gpu_name"),
+                    repetitions=[_repetition_from_doc(x) for x in t.get("repetitions", [])],
+                    memory=MemoryStats(**(t.get("memory") or {})),
+                    summary=t.get("summary") or {},
+                    started_at=t.get("started_at"),
+                    finished_at=t.get("finished_at"),
+                )
+            )
+    return runs, trials
+
+
+def import_json(store: ResultStore, path: str | Path) -> tuple[int, int]:
+    """Load an `all` JSON export into a store (merging; same ids replace). Returns (runs, trials).
+
+    Artifacts are re-attached too. Each trial is its own transaction, as in a live run.
+    """
+    runs, trials = results_from_json(path)
+    for run in runs:
+        store.start_run(run)
+    for trial in trials:
+        store.save_trial(trial)
+    doc = json.loads(Path(path).expanduser().read_text(encoding="utf-8"))
+    for r in doc.get("runs", []):
+        owners = [r] + list(r.get("trials", []))
+        for owner in owners:
+            for a in owner.get("artifacts", []):
+                store.save_artifact(
+                    a["run_id"], a["kind"], a["name"], a["payload"], trial_id=a.get("trial_id")
+                )
+    return len(runs), len(trials)
