@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from wattlens import __version__ as WATTLENS_VERSION
-from wattlens.core.errors import BadInput
-from wattlens.core.errors import SchemaTooNew
+from wattlens.core.errors import BadInput, SchemaTooNew
 from wattlens.core.results import EnergyWindow, MemoryStats, Repetition, RunInfo, TrialResult
 from wattlens.core.spec import TrialSpec
 from wattlens.store.sqlite import SCHEMA_VERSION, ResultStore, from_json
