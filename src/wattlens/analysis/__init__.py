@@ -1,0 +1,1 @@
+"""Analysis layer: metrics from stored rows, reports, plots, predictor, routing. Never needs a GPU."""

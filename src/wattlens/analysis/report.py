@@ -1,0 +1,314 @@
+"""Markdown report of stored trials: what was measured, on what, with which weights.
+
+The report renders numbers that are already in `TrialResult.summary` and `MemoryStats`; it never
+recomputes physics. Where a figure is missing it says why ("n too small", "not measured: ...")
+instead of showing a stand-in value. Sizes are decimal (1 GB = 1e9 bytes, 1 MB = 1e6 bytes), as
+the GPT-OSS-20B study reports them, so its numbers compare directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from wattlens.core.results import RunInfo, TrialResult
+from wattlens.core.units import BYTES_PER_GB
+
+BYTES_PER_MB = 1e6
+MS_PER_S = 1e3
+MISSING = "—"
+
+TRIAL_COLUMNS = (
+    "model",
+    "weights",
+    "gpu",
+    "mode",
+    "dtype",
+    "ctx",
+    "gen",
+    "batch",
+    "sampling",
+    "TTFT ms (p50)",
+    "TPOT ms (p50)",
+    "decode tok/s",
+    "E2E p50 ms (n)",
+    "E2E p95 ms (n)",
+    "peak GB",
+    "KV measured / analytic MB",
+    "energy J (p50 ± unc.)",
+    "J/1k tok",
+    "tok/J",
+    "avg W",
+    "decode roofline %",
+    "prefill roofline %",
+    "flags",
+)
+
+FAILED_COLUMNS = (
+    "model",
+    "weights",
+    "gpu",
+    "mode",
+    "dtype",
+    "ctx",
+    "gen",
+    "batch",
+    "sampling",
+    "trial",
+    "run",
+    "error",
+)
+
+
+@dataclass(frozen=True)
+class TextTable:
+    """Headers and rows of preformatted strings: markdown here, rich in the CLI."""
+
+    headers: tuple[str, ...]
+    rows: list[list[str]]
+
+
+# --- formatting ---------------------------------------------------------------------------------
+
+
+def fmt_number(value: float | None) -> str:
+    """About four significant figures without exponents for the ranges reports show."""
+    if value is None:
+        return MISSING
+    v = float(value)
+    if v != v:  # NaN
+        return MISSING
+    a = abs(v)
+    if a >= 1000:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    if a >= 1:
+        return f"{v:.2f}"
+    if a == 0:
+        return "0"
+    return f"{v:.3g}"
+
+
+def _scaled(value: float | None, factor: float) -> str:
+    return MISSING if value is None else fmt_number(value * factor)
+
+
+def fmt_percentile_ms(p: Any) -> str:
+    """A percentile dict {value, n, note} in ms with its n; the note ('n too small') when no value."""
+    if not isinstance(p, dict):
+        return MISSING if p is None else fmt_number(float(p) * MS_PER_S)
+    n = p.get("n")
+    suffix = f" (n={n})" if n is not None else ""
+    if p.get("value") is None:
+        note = p.get("note") or "no value"
+        if note.startswith("n too small"):
+            note = "n too small"  # the full rule ("p95 needs >= 20") is in the report's legend
+        return f"{note}{suffix}"
+    return f"{fmt_number(p['value'] * MS_PER_S)}{suffix}"
+
+
+def _energy_cell(summary: dict[str, Any]) -> str:
+    e = summary.get("energy_gpu_j_median")
+    if summary.get("energy_measured") is False or e is None:
+        reason = summary.get("energy_not_measured_reason") or "no energy reading"
+        return f"not measured: {reason}"
+    unc = summary.get("energy_gpu_j_uncertainty")
+    return fmt_number(e) if unc is None else f"{fmt_number(e)} ± {fmt_number(unc)}"
+
+
+def _flags_cell(trial: TrialResult) -> str:
+    flags = list(trial.summary.get("energy_flags") or [])
+    if trial.memory.not_measured_reason:
+        flags.append(f"memory not measured: {trial.memory.not_measured_reason}")
+    return ", ".join(flags) if flags else ""
+
+
+def _spec_cells(trial: TrialResult) -> list[str]:
+    s = trial.spec
+    return [
+        s.model,
+        trial.weights,
+        trial.gpu_name or MISSING,
+        s.mode,
+        s.dtype,
+        str(s.ctx_tokens),
+        str(s.gen_tokens),
+        str(s.batch_size),
+        s.sampling.label(),
+    ]
+
+
+def trial_cells(trial: TrialResult) -> list[str]:
+    """One row of TRIAL_COLUMNS. A failed trial shows 'failed' and its error instead of metrics."""
+    cells = _spec_cells(trial)
+    if trial.status != "ok":
+        blank = [MISSING] * (len(TRIAL_COLUMNS) - len(cells) - 1)
+        blank[0] = "failed"
+        return cells + blank + [f"error: {trial.error or 'unknown'}"]
+    sm, mem = trial.summary, trial.memory
+    kv_measured_mb = _scaled(mem.kv_measured_bytes, 1 / BYTES_PER_MB)
+    kv = f"{kv_measured_mb} / {_scaled(mem.kv_analytic_bytes, 1 / BYTES_PER_MB)}"
+    return cells + [
+        _scaled(sm.get("ttft_s_median"), MS_PER_S),
+        _scaled(sm.get("tpot_s_median"), MS_PER_S),
+        fmt_number(sm.get("decode_tokens_per_s")),
+        fmt_percentile_ms(sm.get("e2e_s_p50")),
+        fmt_percentile_ms(sm.get("e2e_s_p95")),
+        _scaled(mem.peak_allocated_bytes, 1 / BYTES_PER_GB),
+        kv,
+        _energy_cell(sm),
+        fmt_number(sm.get("energy_gpu_j_per_1k_output_tokens")),
+        fmt_number(sm.get("output_tokens_per_j")),
+        fmt_number(sm.get("average_power_w")),
+        fmt_number(sm.get("decode_roofline_pct")),
+        fmt_number(sm.get("prefill_roofline_pct")),
+        _flags_cell(trial),
+    ]
+
+
+def _sort_key(t: TrialResult) -> tuple:
+    s = t.spec
+    return (s.model, t.gpu_name or "", s.mode, s.dtype, s.ctx_tokens, s.gen_tokens, s.batch_size,
+            s.sampling.label())
+
+
+def render_trial_table(trials: Iterable[TrialResult]) -> TextTable:
+    """Rows of strings for every trial (failed ones marked), for the CLI to print with rich."""
+    return TextTable(TRIAL_COLUMNS, [trial_cells(t) for t in sorted(trials, key=_sort_key)])
+
+
+def render_failed_table(trials: Iterable[TrialResult]) -> TextTable:
+    rows = [
+        _spec_cells(t) + [t.trial_id, t.run_id, t.error or "unknown error"]
+        for t in sorted(trials, key=_sort_key)
+        if t.status != "ok"
+    ]
+    return TextTable(FAILED_COLUMNS, rows)
+
+
+# --- markdown -----------------------------------------------------------------------------------
+
+
+def _md_cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|") or " "
+
+
+def markdown_table(table: TextTable) -> str:
+    lines = ["| " + " | ".join(_md_cell(h) for h in table.headers) + " |"]
+    lines.append("|" + "|".join("---" for _ in table.headers) + "|")
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in table.rows]
+    return "\n".join(lines)
+
+
+def _find(env: Any, keys: Sequence[str], depth: int = 3) -> Any:
+    """First value under any of `keys`, searching nested dicts breadth-first (capture shapes vary)."""
+    level = [env]
+    for _ in range(depth):
+        nxt = []
+        for d in level:
+            if not isinstance(d, dict):
+                continue
+            for k in keys:
+                if d.get(k) not in (None, "", [], {}):
+                    return d[k]
+            nxt += [v for v in d.values() if isinstance(v, dict)]
+        level = nxt
+    return None
+
+
+def _gpu_of_env(env: dict[str, Any]) -> str | None:
+    gpus = env.get("gpus")
+    if isinstance(gpus, list) and gpus:
+        names = [g.get("name") if isinstance(g, dict) else str(g) for g in gpus]
+        names = [n for n in names if n]
+        if names:
+            distinct = sorted(set(names))
+            label = " + ".join(distinct)
+            return f"{len(names)}x {label}" if len(names) > 1 and len(distinct) == 1 else label
+    found = _find(env, ("gpu_name", "gpu"))
+    if isinstance(found, dict):
+        return found.get("name")
+    return None if found is None else str(found)
+
+
+def environment_summary(run: RunInfo) -> dict[str, str]:
+    env = run.environment or {}
+
+    def get(*keys: str) -> str:
+        v = _find(env, keys)
+        return MISSING if v is None else str(v)
+
+    return {
+        "run": run.run_id,
+        "started": run.started_at,
+        "GPU": _gpu_of_env(env) or MISSING,
+        "driver": get("driver_version", "nvidia_driver_version", "driver"),
+        "CUDA": get("cuda_version", "cuda"),
+        "torch": get("torch_version", "torch"),
+        "transformers": get("transformers_version", "transformers"),
+        "wattlens": get("wattlens_version"),
+        "energy counter update ms": _scaled(run.update_period_s, MS_PER_S),
+        "idle W": fmt_number(run.idle_power_w),
+    }
+
+
+def _weights_line(trials: Sequence[TrialResult]) -> str:
+    kinds = sorted({t.weights for t in trials})
+    if not kinds:
+        return "**Weights:** no trials."
+    why = (
+        " Random weights: models built from their configs; speed, memory and energy depend on shapes "
+        "and dtypes, not on weight values."
+        if "random" in kinds
+        else ""
+    )
+    if len(kinds) == 1:
+        return f"**Weights: {kinds[0]}** (every trial).{why}"
+    counts = ", ".join(f"{k} for {sum(t.weights == k for t in trials)} trials" for k in kinds)
+    return f"**Weights: mixed** ({counts}; see the weights column).{why}"
+
+
+LEGEND = (
+    "Units: decimal GB = 10^9 bytes and MB = 10^6 bytes, as in the GPT-OSS-20B study. "
+    "TTFT = request start to first output token (prefill included); "
+    "TPOT = (E2E - TTFT) / (output tokens - 1); decode tok/s = batch / TPOT. "
+    "Times are medians over the repetitions; percentiles show their sample count n and read "
+    "'n too small' below 20 samples for p95 (100 for p99), never the max. "
+    "Energy is gross GPU energy from NVML counter deltas, median over repetitions, "
+    "± the counter quantisation uncertainty; J/1k tok, tok/J and avg W use it and count "
+    "output tokens of every sequence in the batch. "
+    "Roofline % = achieved / bound (decode: HBM bandwidth over bytes per step; prefill: peak dense FLOP/s)."
+)
+
+
+def render_markdown(
+    trials: Sequence[TrialResult], runs: Sequence[RunInfo], title: str = "wattlens results"
+) -> str:
+    """Full report: header (weights, environment, legend), one table per (model, GPU), failed trials."""
+    trials = list(trials)
+    ok = [t for t in trials if t.status == "ok"]
+    failed = [t for t in trials if t.status != "ok"]
+    out = [f"# {title}", "", _weights_line(trials), ""]
+
+    out += ["## Environment", ""]
+    if runs:
+        envs = [environment_summary(r) for r in runs]
+        out += [markdown_table(TextTable(tuple(envs[0]), [list(e.values()) for e in envs])), ""]
+    else:
+        out += ["No run information stored.", ""]
+    out += [LEGEND, ""]
+
+    out += [f"## Trials ({len(ok)} ok, {len(failed)} failed)", ""]
+    groups: dict[tuple[str, str], list[TrialResult]] = {}
+    for t in sorted(ok, key=_sort_key):
+        groups.setdefault((t.spec.model, t.gpu_name or MISSING), []).append(t)
+    if not groups:
+        out += ["No successful trials.", ""]
+    for (model, gpu), members in groups.items():
+        out += [f"### {model} on {gpu}", "", markdown_table(render_trial_table(members)), ""]
+
+    if failed:
+        out += ["## Failed trials", "", markdown_table(render_failed_table(failed)), ""]
+    return "\n".join(out).rstrip() + "\n"
