@@ -144,27 +144,29 @@ class NvmlGPU:
 
         def put(key: str, fn, *args, conv=lambda x: x) -> None:
             try:
+                if isinstance(fn, str):
+                    fn = getattr(nv, fn)
                 out[key] = conv(fn(*args))
             except Exception as e:  # one unsupported query must not lose the rest
                 out[key] = None
                 self._note(f"{key}: {type(e).__name__}")
 
-        put("driver_version", nv.nvmlSystemGetDriverVersion, conv=_text)
-        put("nvml_version", nv.nvmlSystemGetNVMLVersion, conv=_text)
-        put("cuda_driver_version", nv.nvmlSystemGetCudaDriverVersion,
+        put("driver_version", "nvmlSystemGetDriverVersion", conv=_text)
+        put("nvml_version", "nvmlSystemGetNVMLVersion", conv=_text)
+        put("cuda_driver_version", "nvmlSystemGetCudaDriverVersion",
             conv=lambda v: f"{v // 1000}.{(v % 1000) // 10}")
-        put("persistence_mode", nv.nvmlDeviceGetPersistenceMode, h, conv=lambda v: bool(v))
-        put("power_limit_w", nv.nvmlDeviceGetEnforcedPowerLimit, h, conv=lambda v: v / 1000.0)
-        put("power_management_limit_w", nv.nvmlDeviceGetPowerManagementLimit, h, conv=lambda v: v / 1000.0)
-        put("default_power_limit_w", nv.nvmlDeviceGetPowerManagementDefaultLimit, h,
+        put("persistence_mode", "nvmlDeviceGetPersistenceMode", h, conv=lambda v: bool(v))
+        put("power_limit_w", "nvmlDeviceGetEnforcedPowerLimit", h, conv=lambda v: v / 1000.0)
+        put("power_management_limit_w", "nvmlDeviceGetPowerManagementLimit", h, conv=lambda v: v / 1000.0)
+        put("default_power_limit_w", "nvmlDeviceGetPowerManagementDefaultLimit", h,
             conv=lambda v: v / 1000.0)
-        put("max_sm_clock_mhz", nv.nvmlDeviceGetMaxClockInfo, h, nv.NVML_CLOCK_SM, conv=int)
-        put("max_mem_clock_mhz", nv.nvmlDeviceGetMaxClockInfo, h, nv.NVML_CLOCK_MEM, conv=int)
+        put("max_sm_clock_mhz", "nvmlDeviceGetMaxClockInfo", h, getattr(nv, "NVML_CLOCK_SM", 1), conv=int)
+        put("max_mem_clock_mhz", "nvmlDeviceGetMaxClockInfo", h, getattr(nv, "NVML_CLOCK_MEM", 2), conv=int)
         put("memory_total_bytes", lambda: nv.nvmlDeviceGetMemoryInfo(h).total, conv=int)
         put("pci_bus_id", lambda: nv.nvmlDeviceGetPciInfo(h).busId, conv=_text)
-        put("vbios_version", nv.nvmlDeviceGetVbiosVersion, h, conv=_text)
-        put("compute_mode", nv.nvmlDeviceGetComputeMode, h, conv=int)
-        put("cuda_cores", nv.nvmlDeviceGetNumGpuCores, h, conv=int)
+        put("vbios_version", "nvmlDeviceGetVbiosVersion", h, conv=_text)
+        put("compute_mode", "nvmlDeviceGetComputeMode", h, conv=int)
+        put("cuda_cores", "nvmlDeviceGetNumGpuCores", h, conv=int)
         try:
             cur, _pending = nv.nvmlDeviceGetMigMode(h)
             out["mig_mode"] = bool(cur)
