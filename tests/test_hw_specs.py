@@ -40,7 +40,8 @@ def test_nvml_names_map_to_rows(nvml_name, row):
 @pytest.mark.parametrize(
     "nvml_name",
     ["NVIDIA H100 NVL", "NVIDIA H200 NVL", "NVIDIA H800", "NVIDIA A100-PCIE-40GB", "NVIDIA A100 80GB PCIe",
-     "NVIDIA L40", "NVIDIA GeForce RTX 4090 D", "NVIDIA GH200 480GB", "NVIDIA RTX PRO 6000 Blackwell Server Edition"],
+     "NVIDIA L40", "NVIDIA GeForce RTX 4090 D", "NVIDIA GH200 480GB",
+     "NVIDIA RTX PRO 6000 Blackwell Server Edition"],
 )
 def test_variants_without_a_sourced_row_do_not_match(nvml_name):
     assert match_gpu_spec(nvml_name) is None
@@ -48,7 +49,8 @@ def test_variants_without_a_sourced_row_do_not_match(nvml_name):
 
 @pytest.mark.parametrize(
     "short, row",
-    [("H100", "NVIDIA H100 SXM 80GB"), ("h200", "NVIDIA H200 SXM 141GB"), ("A100-80GB", "NVIDIA A100 80GB SXM"),
+    [("H100", "NVIDIA H100 SXM 80GB"), ("h200", "NVIDIA H200 SXM 141GB"),
+     ("A100-80GB", "NVIDIA A100 80GB SXM"),
      ("a100_40gb", "NVIDIA A100 40GB SXM"), ("H100-PCIe", "NVIDIA H100 PCIe 80GB"), ("l40s", "NVIDIA L40S"),
      ("NVIDIA H100 SXM 80GB", "NVIDIA H100 SXM 80GB"), ("NVIDIA H100 80GB HBM3", "NVIDIA H100 SXM 80GB")],
 )

@@ -170,7 +170,8 @@ def test_idle_power_measured_and_subtracted():
 
 def test_no_gpu_windows_say_not_measured_never_zero():
     clock = FakeClock()
-    meter = EnergyMeter([], clock_ns=clock.now_ns, sleep=clock.sleep, not_measured_reason="NVML Library Not Found")
+    meter = EnergyMeter([], clock_ns=clock.now_ns, sleep=clock.sleep,
+                        not_measured_reason="NVML Library Not Found")
     assert meter.detect_update_period() is None and meter.measure_idle_power(1.0) is None
     with meter.window("outer") as outer:
         with meter.window("inner") as inner:
@@ -197,7 +198,8 @@ def test_nested_and_overlapping_windows_and_sync_calls():
     clock = FakeClock()
     gpu = FakeGPU(clock, 100.0)
     syncs = []
-    meter = EnergyMeter([gpu], clock_ns=clock.now_ns, sleep=clock.sleep, sync=lambda: syncs.append(clock.now_s()))
+    meter = EnergyMeter([gpu], clock_ns=clock.now_ns, sleep=clock.sleep,
+                        sync=lambda: syncs.append(clock.now_s()))
     meter.update_period_s = 0.1
     with meter.window("generate") as gen:
         with meter.window("prefill") as pre:
@@ -223,7 +225,8 @@ def _amplify(min_updates, phase_s, spread=True):
     clock, (gpu,), meter = rig(idle_w=60.0, update_phase_s=phase_s)
     meter.update_period_s = 0.1
     meter.idle_power_w = 60.0
-    return meter.measure_amplified(lambda: gpu.busy(0.070, 500.0), min_updates=min_updates, spread_phase=spread)
+    return meter.measure_amplified(lambda: gpu.busy(0.070, 500.0), min_updates=min_updates,
+                                   spread_phase=spread)
 
 
 def test_amplification_recovers_a_70ms_phase_within_5_percent():
@@ -264,7 +267,8 @@ def test_amplification_without_spread_is_one_window():
 def test_cooldown_waits_until_near_idle_temperature():
     clock = FakeClock()
     gpu = FakeGPU(clock, 60.0, temperature_c=lambda t: 35.0 + 40.0 * 0.5 ** (t / 10.0))  # halves every 10 s
-    out = cooldown([gpu], max_wait_s=120, idle_temp_c=35.0, within_c=5.0, sleep=clock.sleep, clock_ns=clock.now_ns)
+    out = cooldown([gpu], max_wait_s=120, idle_temp_c=35.0, within_c=5.0, sleep=clock.sleep,
+                   clock_ns=clock.now_ns)
     assert out["reached"] is True
     assert out["start_temperature_c"] == [75.0]
     assert out["end_temperature_c"][0] <= 40.0
@@ -279,6 +283,7 @@ def test_cooldown_target_gives_up_at_max_wait_and_fixed_wait():
     out = cooldown([gpu], max_wait_s=7, sleep=clock.sleep, clock_ns=clock.now_ns)
     assert out["reached"] is True and out["waited_s"] == pytest.approx(7.0) and "fixed" in out["criterion"]
     cool = FakeGPU(clock, 60.0, temperature_c=30.0)
-    out = cooldown([cool], max_wait_s=10, target_temp_c=50.0, min_wait_s=2.0, sleep=clock.sleep, clock_ns=clock.now_ns)
+    out = cooldown([cool], max_wait_s=10, target_temp_c=50.0, min_wait_s=2.0, sleep=clock.sleep,
+                   clock_ns=clock.now_ns)
     assert out["reached"] is True and out["waited_s"] == pytest.approx(2.0)
     assert "not_measured_reason" in cooldown([], max_wait_s=1)

@@ -199,7 +199,7 @@ class FakeGPU:
         self._power.append(self.clock.now_s() if at_s is None else at_s, watts)
 
     def busy(self, duration_s: float, watts: float, then_w: float | None = None) -> None:
-        """Draw `watts` for `duration_s` (advancing the shared clock), then `then_w` (default: the base power)."""
+        """Draw `watts` for `duration_s` (advancing the shared clock), then `then_w` (default: base power)."""
         self.set_power_w(watts)
         self.clock.advance(duration_s)
         self.set_power_w(self._base_power_w if then_w is None else then_w)
@@ -213,7 +213,7 @@ class FakeGPU:
         self._processes.append(_Interval(start_s, end_s, int(pid)))
 
     def add_throttle(self, reason: str, start_s: float, end_s: float = math.inf) -> None:
-        """Clock-event reason `reason` ('sw_power_cap', 'hw_thermal', ...) is active during [start_s, end_s)."""
+        """Clock-event reason `reason` ('sw_power_cap', 'hw_thermal', ...) is active in [start_s, end_s)."""
         self._throttles.append(_Interval(start_s, end_s, reason))
 
     # ---- truth for tests ---------------------------------------------------------------------

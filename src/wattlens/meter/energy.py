@@ -186,7 +186,8 @@ class EnergyMeter:
                 changes.append(self.clock_ns())
                 last = e
         if len(changes) < 2:
-            raise NotMeasured(f"energy counter of GPU {gpu.index} moved {len(changes)} times in {max_wait_s} s")
+            raise NotMeasured(
+                f"energy counter of GPU {gpu.index} moved {len(changes)} times in {max_wait_s} s")
         gaps = [(b - a) / NS_PER_S for a, b in zip(changes, changes[1:])]
         self.update_period_s = float(statistics.median(gaps))
         return self.update_period_s
@@ -352,8 +353,8 @@ class EnergyMeter:
         if self.gpus:
             self._poll_until_change(self.gpus[0], 3 * (self.update_period_s or DEFAULT_UPDATE_PERIOD_S))
 
-    def measure_amplified(self, fn: Callable[[], None], min_updates: int = MIN_UPDATES, max_calls: int = 10_000,
-                          spread_phase: bool = True, *, phases: int = 4,
+    def measure_amplified(self, fn: Callable[[], None], min_updates: int = MIN_UPDATES,
+                          max_calls: int = 10_000, spread_phase: bool = True, *, phases: int = 4,
                           name: str = "amplified") -> AmplifiedEnergy:
         """Energy per call of a short `fn` (e.g. one 70 ms prefill), by repetition.
 
@@ -400,7 +401,8 @@ class EnergyMeter:
         return _combine(name, windows, calls_per_sub, self.idle_power_w)
 
 
-def _combine(name: str, windows: list[EnergyWindow], calls_per_sub: int, idle_power_w: float | None) -> AmplifiedEnergy:
+def _combine(name: str, windows: list[EnergyWindow], calls_per_sub: int,
+             idle_power_w: float | None) -> AmplifiedEnergy:
     calls = calls_per_sub * len(windows)
     duration_ns = sum(w.end_ns - w.start_ns for w in windows)
     duration_s = duration_ns / NS_PER_S
@@ -409,9 +411,11 @@ def _combine(name: str, windows: list[EnergyWindow], calls_per_sub: int, idle_po
     updates = [w.counter_updates for w in windows]
     common = dict(name=name, start_ns=windows[0].start_ns, end_ns=windows[0].start_ns + duration_ns,
                   idle_power_w=idle_power_w, update_period_s=windows[0].update_period_s,
-                  counter_updates=None if None in updates else sum(updates), flags=flags)  # type: ignore[arg-type]
+                  counter_updates=None if None in updates else sum(updates),  # type: ignore[arg-type]
+                  flags=flags)
     if reasons or any(w.energy_gpu_j is None for w in windows):
-        total = EnergyWindow(**common, not_measured_reason="; ".join(dict.fromkeys(reasons)) or "not measured")
+        why = "; ".join(dict.fromkeys(reasons)) or "not measured"
+        total = EnergyWindow(**common, not_measured_reason=why)
         return AmplifiedEnergy(calls, None, None, None, None, duration_s / calls, total, tuple(windows))
     energy_j = sum(w.energy_gpu_j for w in windows)  # type: ignore[misc]
     worst_j = sum(w.energy_gpu_uncertainty_j or 0.0 for w in windows)
