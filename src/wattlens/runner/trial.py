@@ -1,0 +1,234 @@
+"""One trial: build (or reuse) the model, make exact-length inputs, warm up, then measure
+repetitions, each inside its own energy window, with memory read while the KV cache is held.
+
+A failure (out of memory, an unsupported dtype on this device) becomes a stored failed trial
+with its error; the caller decides whether to go on.
+"""
+
+from __future__ import annotations
+
+import gc
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from wattlens.backends.hf import HFBackend
+from wattlens.core.errors import BadInput
+from wattlens.core.metrics import summarise_repetitions
+from wattlens.core.results import MemoryStats, Repetition, TrialResult
+from wattlens.core.spec import TrialSpec
+from wattlens.core.units import dtype_bytes
+from wattlens.meter.memory import cuda_memory_snapshot, reset_peak
+from wattlens.meter.sampler import PowerSampler
+from wattlens.models.arithmetic import ModelFacts, model_facts
+from wattlens.models.build import build_model, resolve_device
+from wattlens.models.catalog import ModelSource, max_positions, resolve_model
+from wattlens.runner.session import Session, utc_now
+from wattlens.workloads.inputs import PromptBatch, synthetic_batch, text_batch
+
+
+def check_spec(spec: TrialSpec) -> tuple[ModelSource, ModelFacts]:
+    """Every check that needs no GPU: bad values raise BadInput before anything runs or is stored."""
+    spec.validate()
+    source = resolve_model(spec.model, spec.overrides)
+    limit = max_positions(source.config)
+    if spec.ctx_tokens + spec.gen_tokens > limit:
+        raise BadInput(
+            f"ctx {spec.ctx_tokens} + gen {spec.gen_tokens} exceeds the maximum positions of "
+            f"{spec.model} ({limit})"
+        )
+    return source, model_facts(source.config)
+
+
+class ModelHolder:
+    """Keeps one built model, so trials that share (model, edits, dtype, device) build it once."""
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.model: Any = None
+        self.weights_bytes: int | None = None
+
+    def get(self, spec: TrialSpec, source: ModelSource, device: str) -> Any:
+        key = spec.model_key()
+        if key != self.key:
+            self.release()
+            before = cuda_memory_snapshot(device).get("allocated_bytes")
+            self.model = build_model(source, spec.dtype, device)
+            after = cuda_memory_snapshot(device).get("allocated_bytes")
+            self.weights_bytes = after - before if before is not None and after is not None else None
+            self.key = key
+        return self.model
+
+    def release(self) -> None:
+        self.model = None
+        self.key = None
+        self.weights_bytes = None
+        free_device_memory()
+
+
+def free_device_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+def make_prompt(spec: TrialSpec, source: ModelSource, facts: ModelFacts, device: str) -> PromptBatch:
+    """Exact-length inputs: synthetic ids by default, or templated text trimmed/padded to length."""
+    special = [source.config.get(k) for k in ("eos_token_id", "pad_token_id", "bos_token_id")]
+    avoid = [i for s in special for i in (s if isinstance(s, list) else [s]) if isinstance(i, int)]
+    if spec.prompt == "synthetic":
+        return synthetic_batch(spec.batch_size, spec.ctx_tokens, facts.vocab_size, seed=spec.seed,
+                               device=device, avoid_token_ids=avoid)
+    from wattlens.workloads.tokenizers import load_tokenizer
+
+    tokenizer = load_tokenizer(source.path) if source.path else load_tokenizer("gpt2")
+    if len(tokenizer) > facts.vocab_size:
+        raise BadInput(
+            f"the bundled tokenizer has {len(tokenizer)} tokens but {spec.model} has a vocabulary of "
+            f"{facts.vocab_size}; use --prompt synthetic or a model folder with its own tokenizer"
+        )
+    texts = ["Summarise the following notes in one paragraph."] * spec.batch_size
+    return text_batch(tokenizer, texts, spec.ctx_tokens, device=device)
+
+
+def _gpu_figures(session: Session, dtype: str) -> dict[str, float | None]:
+    spec = session.gpu_spec
+    if spec is None:
+        return {"hbm_bytes_per_s": None, "peak_flops_per_s": None}
+    peak = spec.fp32_flops_per_s if dtype == "fp32" else spec.fp16_bf16_dense_flops_per_s
+    return {"hbm_bytes_per_s": spec.memory_bandwidth_bytes_per_s, "peak_flops_per_s": peak}
+
+
+def run_trial(
+    spec: TrialSpec,
+    session: Session,
+    models: ModelHolder,
+    *,
+    on_repetition: Callable[[int], None] | None = None,
+    save: bool = True,
+) -> TrialResult:
+    """Measure one spec; store and return the result (status 'failed' with the error on failure)."""
+    source, facts = check_spec(spec)
+    result = TrialResult(spec=spec, run_id=session.run.run_id, weights=source.weights,
+                         gpu_name=session.gpu_name, started_at=utc_now())
+    device = resolve_device(spec.device)
+    backend = None
+    sampler = None
+    timeline = None
+    try:
+        if session.gpus and device.startswith("cuda"):
+            session.cooldown()
+        model = models.get(spec, source, device)
+        prompt = make_prompt(spec, source, facts, device)
+        backend = HFBackend(model, spec.mode, spec.sampling)
+        backend.prepare(spec.batch_size, spec.ctx_tokens, spec.gen_tokens)
+        warmups = max(spec.warmups, 1 if spec.mode != "eager" else 0)  # compile/capture stays out of windows
+        for _ in range(warmups):
+            backend.generate(prompt.input_ids, prompt.attention_mask, spec.gen_tokens)
+        backend.sync()
+        free_device_memory()
+        before = cuda_memory_snapshot(device)
+        reset_peak(device)
+        if session.gpus and device.startswith("cuda"):
+            sampler = PowerSampler(session.gpus, interval_s=min(0.05, (session.meter.update_period_s or 0.1) / 2))
+            session.meter.sampler = sampler.start()
+        held_bytes = None
+        reps: list[Repetition] = []
+        for i in range(spec.repeats):
+            with session.meter.window(f"rep{i}") as window:
+                out = backend.generate(prompt.input_ids, prompt.attention_mask, spec.gen_tokens)
+            if out.n_new_tokens != spec.gen_tokens or out.output_ids.shape[0] != spec.batch_size:
+                raise RuntimeError(
+                    f"generated {tuple(out.output_ids.shape)} tokens, expected ({spec.batch_size}, {spec.gen_tokens})"
+                )
+            if i == 0:
+                held_now = cuda_memory_snapshot(device).get("allocated_bytes")
+                if held_now is not None and before.get("allocated_bytes") is not None:
+                    held_bytes = held_now - before["allocated_bytes"]
+            reps.append(Repetition(index=i, input_tokens=prompt.input_tokens, output_tokens=out.n_new_tokens,
+                                   batch_size=spec.batch_size, token_times_s=out.token_times_s(),
+                                   e2e_s=out.e2e_s, energy=window.result))
+            del out
+            if on_repetition:
+                on_repetition(i)
+        timeline = sampler.stop() if sampler else None
+        result.repetitions = reps
+        result.memory = _memory_stats(session, spec, facts, models, backend, before, held_bytes, device)
+        result.model_facts = {**asdict(facts), "backend": backend.describe(), "source": source.name,
+                              "weights": source.weights, "dropped_config_keys": list(source.dropped_keys)}
+        result.summary = summarise_repetitions(
+            reps,
+            params_active=facts.params_active,
+            peak_memory_bytes=result.memory.peak_allocated_bytes,
+            decode_bytes_per_step=facts.decode_bytes_per_step(
+                spec.ctx_tokens + spec.gen_tokens // 2, spec.batch_size, dtype_bytes(spec.dtype)),
+            prefill_flops=facts.prefill_flops(spec.ctx_tokens, spec.batch_size),
+            **_gpu_figures(session, spec.dtype),
+        )
+        result.summary["device"] = device
+        if timeline is not None:
+            result.summary["power_timeline_samples"] = len(timeline)
+    except BadInput:
+        raise
+    except Exception as exc:  # stored as a failed trial; the sweep goes on
+        result.status = "failed"
+        result.error = f"{type(exc).__name__}: {exc}"[:4000]
+        result.summary = {"traceback": traceback.format_exc(limit=8)[-4000:]}
+        exc.__traceback__ = None  # drop frames that pin tensors, so the memory can be freed
+        timeline = sampler.stop() if sampler else None
+        if "out of memory" in str(exc).lower():
+            models.release()
+    finally:
+        session.meter.sampler = None
+        if backend is not None:
+            backend.release()
+        backend = None
+        free_device_memory()
+    result.finished_at = utc_now()
+    if save:
+        session.store.save_trial(result)
+        if timeline is not None and len(timeline):
+            session.store.save_artifact(session.run.run_id, "power_timeline", "trial", timeline.to_compact(),
+                                        trial_id=result.trial_id)
+    return result
+
+
+def _memory_stats(session: Session, spec: TrialSpec, facts: ModelFacts, models: ModelHolder, backend: HFBackend,
+                  before: dict, held_bytes: int | None, device: str) -> MemoryStats:
+    kv_analytic = facts.kv_cache_bytes(spec.ctx_tokens + spec.gen_tokens, dtype_bytes(spec.dtype),
+                                       batch=spec.batch_size)
+    snap = cuda_memory_snapshot(device)
+    if "allocated_bytes" not in snap:
+        return MemoryStats(kv_analytic_bytes=kv_analytic,
+                           not_measured_reason=snap.get("not_measured_reason", "not a CUDA device"))
+    if spec.mode == "compiled":
+        # The static cache is allocated once before the measured repetitions: count its tensors.
+        kv_measured = _static_cache_bytes(backend)
+    else:
+        kv_measured = held_bytes
+    peak = snap.get("max_allocated_bytes")
+    weights = models.weights_bytes
+    activation = peak - (weights or 0) - (kv_measured or 0) if peak is not None else None
+    nvml_used = sum(g.memory_used_bytes() for g in session.gpus) if session.gpus else None
+    return MemoryStats(weights_bytes=weights, kv_analytic_bytes=kv_analytic, kv_measured_bytes=kv_measured,
+                       peak_allocated_bytes=peak, activation_peak_bytes=activation,
+                       reserved_bytes=snap.get("reserved_bytes"), nvml_used_bytes=nvml_used)
+
+
+def _static_cache_bytes(backend: HFBackend) -> int | None:
+    lean = getattr(backend, "_lean", None)
+    if lean is None:
+        return None
+    total = 0
+    for layer in getattr(lean.cache, "layers", []):
+        for name in ("keys", "values"):
+            t = getattr(layer, name, None)
+            if t is not None and hasattr(t, "nbytes"):
+                total += t.nbytes
+    return total
