@@ -266,6 +266,8 @@ def model_facts(config: dict) -> ModelFacts:
     nkv = c.get("num_key_value_heads")
     nkv = nh if nkv is None else c.int("num_key_value_heads")
     hd = c.get("head_dim")
+    if hd is None and nh and H % nh:
+        raise BadInput(f"hidden_size {H} is not a multiple of num_attention_heads {nh}")
     hd = H // nh if hd is None else c.int("head_dim")
     tied = bool(c.get("tie_word_embeddings"))
     if nh == 0 or nkv == 0 or H == 0:
