@@ -206,3 +206,12 @@ def test_resolve_device_and_describe(torch):
     assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("cpu") == "cpu"
     assert describe_weights(resolve_model("tiny-llama")) == "weights: random"
+
+
+def test_override_shapes():
+    assert resolve_model("tiny-llama", {"num_hidden_layers": 3}).config["num_hidden_layers"] == 3
+    assert resolve_model("tiny-llama", [["num_hidden_layers", "3"]]).config["num_hidden_layers"] == 3
+    with pytest.raises(BadInput, match="not a \\(key, value\\) pair"):
+        resolve_model("tiny-llama", ["ab"])
+    with pytest.raises(BadInput, match="not a string"):
+        resolve_model("tiny-llama", "num_hidden_layers=3")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,15 +157,26 @@ _POSITIVE_INT_KEYS = (
 )
 
 
+def _override_items(overrides) -> list:
+    """Accept a mapping or an iterable of (key, value) pairs; a bare string is a mistake."""
+    if isinstance(overrides, Mapping):
+        return list(overrides.items())
+    if isinstance(overrides, str):
+        raise BadInput(f"overrides {overrides!r} must be (key, value) pairs, not a string")
+    items = []
+    for item in overrides:
+        if isinstance(item, str) or not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise BadInput(f"override {item!r} is not a (key, value) pair")
+        items.append(tuple(item))
+    return items
+
+
 def apply_overrides(config: dict, overrides: Iterable[tuple[str, Any]]) -> dict:
     """Return a copy of `config` with `key=value` edits applied and per-layer lists kept consistent."""
     out = copy.deepcopy(config)
     set_keys = set()
-    for item in overrides:
-        try:
-            key, value = item
-        except (TypeError, ValueError):
-            raise BadInput(f"override {item!r} is not a (key, value) pair") from None
+    for item in _override_items(overrides):
+        key, value = item
         if not isinstance(key, str) or not key:
             raise BadInput(f"override key {key!r} is not a name")
         if key not in out and key not in KNOWN_CONFIG_KEYS:
@@ -212,7 +223,7 @@ def resolve_model(name_or_path: str, overrides: Iterable[tuple[str, Any]] = ()) 
     """
     if not isinstance(name_or_path, str) or not name_or_path.strip():
         raise BadInput(f"model {name_or_path!r} is empty")
-    overrides = tuple(tuple(o) if isinstance(o, list) else o for o in overrides)
+    overrides = tuple(_override_items(overrides))
     path = Path(name_or_path).expanduser()
     hf_id = licence = None
     folder: str | None = None
