@@ -158,7 +158,8 @@ def test_llama_3_1_8b_decode_bytes_batch1():
     kv = ctx * 2 * 32 * 8 * 128 * 2
     assert f.decode_bytes_per_step(ctx, 1, BF16) == weights + kv
     # batch 4: four rows, four sequences' KV
-    assert f.decode_bytes_per_step(ctx, 4, BF16) == f.weights_bytes(BF16) - LLAMA8_EMBED * 2 + 4 * 4096 * 2 + 4 * kv
+    batch4 = f.weights_bytes(BF16) - LLAMA8_EMBED * 2 + 4 * 4096 * 2 + 4 * kv
+    assert f.decode_bytes_per_step(ctx, 4, BF16) == batch4
 
 
 def test_mixtral_8x7b_moe_by_hand():

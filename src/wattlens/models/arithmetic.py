@@ -141,7 +141,9 @@ class ModelFacts:
         """
         return 2 * self.matmul_params_active + self.attention_flops_per_token(context_tokens)
 
-    def prefill_flops(self, context_tokens: int, batch: int = 1, *, logits_for_all_tokens: bool = False) -> int:
+    def prefill_flops(
+        self, context_tokens: int, batch: int = 1, *, logits_for_all_tokens: bool = False
+    ) -> int:
         """FLOPs of a causal prefill of `batch` prompts of `context_tokens` tokens.
 
         Token t (1-based) attends to t tokens (min(t, window) on sliding layers). By default the LM
@@ -157,7 +159,8 @@ class ModelFacts:
             sliding_sum = w * (w + 1) // 2 + (n - w) * w
         else:
             sliding_sum = full_sum
-        attn = 4 * self.num_heads * self.head_dim * (self.n_full_layers * full_sum + self.n_sliding_layers * sliding_sum)
+        token_layers = self.n_full_layers * full_sum + self.n_sliding_layers * sliding_sum
+        attn = 4 * self.num_heads * self.head_dim * token_layers
         body = 2 * (self.matmul_params_active - self.lm_head_matmul_params) * n
         head_tokens = n if logits_for_all_tokens else 1
         head = 2 * self.lm_head_matmul_params * head_tokens

@@ -96,22 +96,29 @@ def build_model(source: ModelSource, dtype: str, device: str, attn_implementatio
 
     config = hf_config(source)
     if attn_implementation == "sdpa" and not _model_class_supports(config, "sdpa"):
-        warnings.warn(f"{source.name}: {config.model_type} has no SDPA attention; using 'eager'", stacklevel=2)
+        message = f"{source.name}: {config.model_type} has no SDPA attention; using 'eager'"
+        warnings.warn(message, stacklevel=2)
         attn_implementation = "eager"
 
     if source.weights == "pretrained":
         if not source.path:
             raise BadInput(f"model {source.name!r} is marked pretrained but has no local folder")
         model = AutoModelForCausalLM.from_pretrained(
-            source.path, config=config, dtype=tdtype, device_map=device, attn_implementation=attn_implementation
+            source.path,
+            config=config,
+            dtype=tdtype,
+            device_map=device,
+            attn_implementation=attn_implementation,
         )
     elif source.weights == "random":
         # from_config passes `dtype` to HF's own temporary default-dtype context (restored on exit),
         # and torch.device(device) makes every tensor, buffers included, start life on the device.
         with torch.device(device):
-            model = AutoModelForCausalLM.from_config(config, dtype=tdtype, attn_implementation=attn_implementation)
+            model = AutoModelForCausalLM.from_config(
+                config, dtype=tdtype, attn_implementation=attn_implementation
+            )
     else:
-        raise BadInput(f"model {source.name!r}: weights {source.weights!r} is neither 'random' nor 'pretrained'")
+        raise BadInput(f"model {source.name!r}: weights {source.weights!r} is not 'random' or 'pretrained'")
 
     model.eval()
     model.requires_grad_(False)

@@ -245,7 +245,8 @@ def resolve_model(name_or_path: str, overrides: Iterable[tuple[str, Any]] = ()) 
             if name_or_path.endswith(".json") or name_or_path.startswith((".", "/", "~")):
                 raise BadInput(f"model config file {name_or_path} does not exist")
             names = [e.name for e in list_catalog()] + [e.hf_id for e in list_catalog() if e.hf_id]
-            close = difflib.get_close_matches(name_or_path.lower(), [n.lower() for n in names], n=4, cutoff=0.4)
+            lowered = [n.lower() for n in names]
+            close = difflib.get_close_matches(name_or_path.lower(), lowered, n=4, cutoff=0.4)
             hint = f"; close matches: {', '.join(close)}" if close else "; see `wattlens models list`"
             raise BadInput(f"unknown model {name_or_path!r}{hint}")
         config_file, name, hf_id, licence = entry.path, entry.name, entry.hf_id, entry.licence
