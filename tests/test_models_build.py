@@ -215,3 +215,16 @@ def test_override_shapes():
         resolve_model("tiny-llama", ["ab"])
     with pytest.raises(BadInput, match="not a string"):
         resolve_model("tiny-llama", "num_hidden_layers=3")
+
+
+@pytest.mark.slow
+def test_pretrained_folder_round_trip(torch, tmp_path):
+    random_model = build_model(resolve_model("tiny-gqa"), "fp32", "cpu")
+    random_model.save_pretrained(tmp_path / "saved")
+    source = resolve_model(str(tmp_path / "saved"))
+    assert source.weights == "pretrained" and describe_weights(source) == "weights: pretrained"
+    loaded = build_model(source, "bf16", "cpu")
+    assert loaded.dtype == torch.bfloat16 and not loaded.training
+    a = random_model.model.layers[0].mlp.up_proj.weight
+    b = loaded.model.layers[0].mlp.up_proj.weight
+    assert torch.equal(a.to(torch.bfloat16), b)

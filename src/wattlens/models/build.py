@@ -81,7 +81,8 @@ def build_model(source: ModelSource, dtype: str, device: str, attn_implementatio
     Random weights: the module is constructed under `torch.device(device)` with the dtype passed to
     `from_config`, so parameters and non-persistent buffers (RoPE inv_freq) are created and
     initialised on the device by HF's own code. Pretrained: `from_pretrained(path, dtype=...,
-    device_map=device)`. If the architecture does not support SDPA (gpt_oss in transformers 5.x)
+    device_map=device)` (plain load + `.to(device)` for the CPU
+    or when `accelerate` is missing). If the architecture does not support SDPA (gpt_oss in transformers 5.x)
     and 'sdpa' was asked for, it falls back to 'eager' with a warning; read the effective choice
     from `model.config._attn_implementation`.
     """
@@ -103,13 +104,20 @@ def build_model(source: ModelSource, dtype: str, device: str, attn_implementatio
     if source.weights == "pretrained":
         if not source.path:
             raise BadInput(f"model {source.name!r} is marked pretrained but has no local folder")
+        # device_map loads straight onto the GPU but needs `accelerate`; without it (or for the
+        # CPU) load normally and move, which is slower but gives the same module.
+        import importlib.util
+
+        direct = device != "cpu" and importlib.util.find_spec("accelerate") is not None
         model = AutoModelForCausalLM.from_pretrained(
             source.path,
             config=config,
             dtype=tdtype,
-            device_map=device,
             attn_implementation=attn_implementation,
+            **({"device_map": device} if direct else {}),
         )
+        if not direct:
+            model = model.to(device)
     elif source.weights == "random":
         # from_config passes `dtype` to HF's own temporary default-dtype context (restored on exit),
         # and torch.device(device) makes every tensor, buffers included, start life on the device.
