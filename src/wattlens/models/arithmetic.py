@@ -1,0 +1,406 @@
+"""Analytic facts about a model, computed from its HF config dict alone (no torch).
+
+Why: predictions, roofline bounds and memory budgets must be available without a GPU and without
+building the model. The parameter counts here reproduce `sum(p.numel() for p in model.parameters())`
+of the transformers implementation exactly (biases, q/k norms, attention sinks, tied embeddings,
+OPT's learned positions included); the tests check that on the meta device for every catalog model.
+
+Conventions:
+* parameter counts are element counts; byte figures take `dtype_bytes` (2 for bf16/fp16, 4 for fp32);
+* "active" parameters are those one token touches: every non-expert parameter, the embedding
+  table included (as HF numel() counts it), plus `experts_per_token` of the routed experts;
+* FLOPs count a multiply-add as 2; embedding lookups are not matmuls, the LM head is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wattlens.core.errors import BadInput
+
+# HF defaults (transformers 5.x configuration classes) for the keys read here, used only when a
+# config dict omits the key. Note `sliding_window` of mistral defaults to 4096 while the shipped
+# Mistral-7B-v0.3 config sets it to null explicitly.
+_HF_DEFAULTS: dict[str, dict] = {
+    "llama": dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                  num_attention_heads=32, tie_word_embeddings=False, attention_bias=False, mlp_bias=False,
+                  max_position_embeddings=2048),
+    "mistral": dict(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                    num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=False,
+                    sliding_window=4096, max_position_embeddings=131072),
+    "mixtral": dict(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                    num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=False,
+                    sliding_window=None, num_local_experts=8, num_experts_per_tok=2,
+                    max_position_embeddings=131072),
+    "qwen2": dict(vocab_size=151936, hidden_size=4096, intermediate_size=22016, num_hidden_layers=32,
+                  num_attention_heads=32, tie_word_embeddings=False, sliding_window=4096,
+                  use_sliding_window=False, max_window_layers=28, max_position_embeddings=32768),
+    "qwen3": dict(vocab_size=151936, hidden_size=4096, intermediate_size=22016, num_hidden_layers=32,
+                  num_attention_heads=32, head_dim=128, tie_word_embeddings=False, attention_bias=False,
+                  sliding_window=4096, use_sliding_window=False, max_window_layers=28,
+                  max_position_embeddings=32768),
+    "qwen3_moe": dict(vocab_size=151936, hidden_size=2048, intermediate_size=6144, num_hidden_layers=24,
+                      num_attention_heads=32, num_key_value_heads=4, tie_word_embeddings=False,
+                      attention_bias=False, sliding_window=4096, use_sliding_window=False, num_experts=128,
+                      num_experts_per_tok=8, moe_intermediate_size=768, decoder_sparse_step=1,
+                      mlp_only_layers=[], max_position_embeddings=32768),
+    "gpt_oss": dict(vocab_size=201088, hidden_size=2880, intermediate_size=2880, num_hidden_layers=36,
+                    num_attention_heads=64, num_key_value_heads=8, head_dim=64, tie_word_embeddings=False,
+                    attention_bias=True, sliding_window=128, num_local_experts=128, num_experts_per_tok=4,
+                    max_position_embeddings=131072),
+    "gemma": dict(vocab_size=256000, hidden_size=3072, intermediate_size=24576, num_hidden_layers=28,
+                  num_attention_heads=16, num_key_value_heads=16, head_dim=256, tie_word_embeddings=True,
+                  attention_bias=False, max_position_embeddings=8192),
+    "gemma2": dict(vocab_size=256000, hidden_size=2304, intermediate_size=9216, num_hidden_layers=26,
+                   num_attention_heads=8, num_key_value_heads=4, head_dim=256, tie_word_embeddings=True,
+                   attention_bias=False, sliding_window=4096, max_position_embeddings=8192),
+    "opt": dict(vocab_size=50272, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                tie_word_embeddings=True, ffn_dim=3072, word_embed_proj_dim=None, do_layer_norm_before=True,
+                _remove_final_layer_norm=False, enable_bias=True, layer_norm_elementwise_affine=True,
+                max_position_embeddings=2048),
+    "phi": dict(vocab_size=51200, hidden_size=2048, intermediate_size=8192, num_hidden_layers=24,
+                num_attention_heads=32, tie_word_embeddings=False, qk_layernorm=False,
+                max_position_embeddings=2048),
+}
+
+SUPPORTED_MODEL_TYPES = tuple(sorted(_HF_DEFAULTS))
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """Shapes and parameter counts of one model, with the cost formulas built on them."""
+
+    model_type: str
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    vocab_size: int
+    num_experts: int  # routed experts per MoE layer; 0 for dense models
+    experts_per_token: int  # 0 for dense models
+    params_total: int
+    params_active: int
+    params_embedding: int  # input token table (vocab x width)
+    params_lm_head: int  # separate LM head parameters; 0 when tied to the embedding
+    sliding_window: int | None  # None when no layer slides
+    n_sliding_layers: int
+    # Details the formulas need; public so reports can show them.
+    n_moe_layers: int = 0
+    params_per_expert: int = 0  # one expert of one layer, biases included
+    params_position_embedding: int = 0  # OPT's learned position table (a lookup, like the embedding)
+    lm_head_matmul_params: int = 0  # weight elements the LM head multiplies by, tied or not
+    matmul_params_active: int = 0  # weight elements one token multiplies by, LM head included
+    tied_embeddings: bool = False
+    embedding_row_elements: int = 0  # width of one input-table row (word_embed_proj_dim for OPT)
+
+    # ---- memory -------------------------------------------------------------------------------
+    @property
+    def n_full_layers(self) -> int:
+        return self.num_layers - self.n_sliding_layers
+
+    def weights_bytes(self, dtype_bytes: float) -> int:
+        """Bytes of all parameters stored in one dtype."""
+        return _round(self.params_total * dtype_bytes)
+
+    def kv_bytes_per_token(self, dtype_bytes: float) -> int:
+        """K and V bytes one token adds while every layer still holds it (context within the window).
+
+        2 (K and V) x kv_heads x head_dim x bytes, summed over all layers. Beyond a sliding window
+        the sliding layers stop growing: use `kv_cache_bytes` for a given context.
+        """
+        return _round(2 * self.num_kv_heads * self.head_dim * dtype_bytes * self.num_layers)
+
+    def kv_token_layers(self, tokens: int) -> int:
+        """Token-layer slots the cache holds for `tokens` of context (sliding layers capped at the window)."""
+        _check_count("tokens", tokens)
+        sliding = min(tokens, self.sliding_window) if self.sliding_window else tokens
+        return self.n_full_layers * tokens + self.n_sliding_layers * sliding
+
+    def kv_cache_bytes(self, tokens: int, dtype_bytes: float, batch: int = 1) -> int:
+        """Analytic KV cache size for `batch` sequences of `tokens` tokens each.
+
+        Sliding-window layers hold min(tokens, window) tokens. (HF's DynamicSlidingWindowLayer keeps
+        window - 1 between steps; the one-token difference is ignored.)
+        """
+        _check_count("batch", batch, minimum=1)
+        per_slot = 2 * self.num_kv_heads * self.head_dim * dtype_bytes
+        return _round(batch * per_slot * self.kv_token_layers(tokens))
+
+    # ---- compute ------------------------------------------------------------------------------
+    def attention_flops_per_token(self, context_tokens: int) -> int:
+        """Score (QK^T) and value (PV) FLOPs of one new token attending to `context_tokens` tokens."""
+        _check_count("context_tokens", context_tokens)
+        return 4 * self.num_heads * self.head_dim * self.kv_token_layers(context_tokens)
+
+    def flops_per_token(self, context_tokens: int) -> int:
+        """FLOPs to process one token at position `context_tokens` (it sees that many tokens).
+
+        2 x active matmul weights (routed experts only, LM head included, embedding lookup not)
+        + 4 x heads x head_dim x attended tokens per layer (sliding layers see min(ctx, window)).
+        """
+        return 2 * self.matmul_params_active + self.attention_flops_per_token(context_tokens)
+
+    def prefill_flops(
+        self, context_tokens: int, batch: int = 1, *, logits_for_all_tokens: bool = False
+    ) -> int:
+        """FLOPs of a causal prefill of `batch` prompts of `context_tokens` tokens.
+
+        Token t (1-based) attends to t tokens (min(t, window) on sliding layers). By default the LM
+        head runs for the last position only, as `generate` does (logits_to_keep=1); pass
+        `logits_for_all_tokens=True` for a plain forward that returns every position's logits.
+        """
+        _check_count("context_tokens", context_tokens, minimum=1)
+        _check_count("batch", batch, minimum=1)
+        n = context_tokens
+        full_sum = n * (n + 1) // 2
+        w = self.sliding_window
+        if w and n > w:
+            sliding_sum = w * (w + 1) // 2 + (n - w) * w
+        else:
+            sliding_sum = full_sum
+        token_layers = self.n_full_layers * full_sum + self.n_sliding_layers * sliding_sum
+        attn = 4 * self.num_heads * self.head_dim * token_layers
+        body = 2 * (self.matmul_params_active - self.lm_head_matmul_params) * n
+        head_tokens = n if logits_for_all_tokens else 1
+        head = 2 * self.lm_head_matmul_params * head_tokens
+        return batch * (body + head + attn)
+
+    # ---- bandwidth ----------------------------------------------------------------------------
+    def expected_experts_touched(self, batch: int) -> float:
+        """Expected distinct experts per MoE layer when `batch` tokens each pick k of E uniformly.
+
+        E x (1 - (1 - k/E)^B); exactly k for one token. Real routers are not uniform, so this is
+        an estimate for B > 1.
+        """
+        _check_count("batch", batch, minimum=1)
+        if not self.num_experts:
+            return 0.0
+        if batch == 1:
+            return float(self.experts_per_token)
+        e, k = self.num_experts, self.experts_per_token
+        return e * (1.0 - (1.0 - k / e) ** batch)
+
+    def decode_bytes_per_step(self, context_tokens: int, batch: int, dtype_bytes: float) -> int:
+        """Bytes read from GPU memory for one decode step of `batch` sequences at `context_tokens`.
+
+        All non-expert weights except the lookup tables; the input embedding (and OPT's position
+        table) contribute one row per sequence; the LM head is read in full (also when tied);
+        the experts touched this step (`expected_experts_touched`); plus the whole KV cache of
+        every sequence (sliding layers capped at the window).
+        """
+        _check_count("batch", batch, minimum=1)
+        expert_all = self.n_moe_layers * self.num_experts * self.params_per_expert
+        weights = self.params_total - self.params_embedding - self.params_position_embedding - expert_all
+        if self.tied_embeddings:
+            weights += self.lm_head_matmul_params  # the shared table is read in full as the LM head
+        rows = min(batch, self.vocab_size) * self.embedding_row_elements
+        if self.params_position_embedding:
+            rows += batch * self.hidden_size
+        experts = self.n_moe_layers * self.expected_experts_touched(batch) * self.params_per_expert
+        weight_bytes = (weights + rows + experts) * dtype_bytes
+        return _round(weight_bytes) + self.kv_cache_bytes(context_tokens, dtype_bytes, batch)
+
+
+def _round(x: float) -> int:
+    return int(round(x))
+
+
+def _check_count(name: str, value: int, minimum: int = 0) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise BadInput(f"{name}={value!r} must be an integer >= {minimum}")
+
+
+class _Cfg:
+    """Config lookups with the HF default for the model type when a key is absent."""
+
+    def __init__(self, config: dict, model_type: str):
+        self.config = config
+        self.defaults = _HF_DEFAULTS[model_type]
+        self.model_type = model_type
+
+    def get(self, key: str, fallback=None):
+        if key in self.config:
+            return self.config[key]
+        return self.defaults.get(key, fallback)
+
+    def int(self, key: str, fallback=None) -> int:
+        value = self.get(key, fallback)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise BadInput(f"config key {key}={value!r} of model_type {self.model_type!r} is not an integer")
+        return value
+
+
+def _layer_sliding(c: _Cfg, num_layers: int) -> tuple[list[bool], int | None]:
+    """Which layers use sliding-window attention, following each HF implementation's rule."""
+    mt = c.model_type
+    window = c.get("sliding_window")
+    if mt in ("llama", "gemma", "opt", "phi"):
+        return [False] * num_layers, None
+    if mt in ("qwen2", "qwen3", "qwen3_moe") and not c.get("use_sliding_window"):
+        window = None
+    if not window:
+        return [False] * num_layers, None
+    if mt in ("mistral", "mixtral", "qwen3_moe"):
+        return [True] * num_layers, window  # the window applies to every layer
+    types = c.config.get("layer_types")
+    if isinstance(types, list) and len(types) == num_layers:
+        flags = [t == "sliding_attention" for t in types]
+    elif mt in ("qwen2", "qwen3"):
+        mwl = c.int("max_window_layers")
+        flags = [i >= mwl for i in range(num_layers)]
+    else:  # gemma2, gpt_oss: even layers slide
+        flags = [(i + 1) % 2 == 1 for i in range(num_layers)]
+    return flags, (window if any(flags) else None)
+
+
+def model_facts(config: dict) -> ModelFacts:
+    """Compute `ModelFacts` from an HF config dict (as in `ModelSource.config`)."""
+    if not isinstance(config, dict):
+        raise BadInput(f"model config must be a dict, got {type(config).__name__}")
+    mt = config.get("model_type")
+    if mt not in _HF_DEFAULTS:
+        raise BadInput(f"model_type {mt!r} is not supported (supported: {', '.join(SUPPORTED_MODEL_TYPES)})")
+    c = _Cfg(config, mt)
+    H = c.int("hidden_size")
+    L = c.int("num_hidden_layers")
+    V = c.int("vocab_size")
+    nh = c.int("num_attention_heads")
+    nkv = c.get("num_key_value_heads")
+    nkv = nh if nkv is None else c.int("num_key_value_heads")
+    hd = c.get("head_dim")
+    if hd is None and nh and H % nh:
+        raise BadInput(f"hidden_size {H} is not a multiple of num_attention_heads {nh}")
+    hd = H // nh if hd is None else c.int("head_dim")
+    tied = bool(c.get("tie_word_embeddings"))
+    if nh == 0 or nkv == 0 or H == 0:
+        raise BadInput(f"model_type {mt!r}: hidden_size and head counts must be positive")
+
+    q_out, kv_out = nh * hd, nkv * hd
+    attn_matmul = H * q_out + 2 * H * kv_out + q_out * H
+    emb_width = H
+    pos_emb = 0
+    extra_matmul = 0  # per model, outside layers (OPT projections)
+    extra_other = 0  # per model, non-matmul (final norm, lm_head bias)
+    layer_other = 0  # per layer: biases, norms, sinks
+    dense_mlp_matmul = 0
+    dense_mlp_other = 0
+    num_experts = experts_per_token = 0
+    per_expert = per_expert_matmul = 0
+    router_matmul = router_other = 0
+    n_moe = 0
+
+    if mt == "opt":
+        if nkv != nh:
+            nkv, kv_out = nh, q_out
+        F = c.int("ffn_dim")
+        wpd = c.get("word_embed_proj_dim") or H
+        emb_width = wpd
+        pos_emb = (c.int("max_position_embeddings") + 2) * H  # OPT offsets positions by 2
+        bias = bool(c.get("enable_bias"))
+        ln = 2 * H if c.get("layer_norm_elementwise_affine") else 0
+        attn_matmul = 4 * H * H
+        layer_other = (4 * H if bias else 0) + 2 * ln
+        dense_mlp_matmul = 2 * H * F
+        dense_mlp_other = (F + H) if bias else 0
+        if wpd != H:
+            extra_matmul = 2 * wpd * H  # project_in and project_out, no bias
+        if c.get("do_layer_norm_before") and not c.get("_remove_final_layer_norm"):
+            extra_other = ln
+    elif mt == "phi":
+        I = c.int("intermediate_size")
+        layer_other = q_out + 2 * kv_out + H  # q, k, v, dense biases
+        if c.get("qk_layernorm"):
+            layer_other += 2 * 2 * hd  # LayerNorm(head_dim) weight + bias for q and k
+        layer_other += 2 * H  # one LayerNorm (parallel attention + MLP)
+        dense_mlp_matmul = 2 * H * I
+        dense_mlp_other = I + H
+        extra_other = 2 * H + V  # final LayerNorm, LM head bias
+    else:
+        I = c.int("intermediate_size")
+        # attention biases
+        if mt == "qwen2":
+            layer_other += q_out + 2 * kv_out
+        elif mt in ("llama", "qwen3", "qwen3_moe", "gemma", "gemma2", "gpt_oss") and c.get("attention_bias"):
+            layer_other += q_out + 2 * kv_out + H
+        if mt in ("qwen3", "qwen3_moe"):
+            layer_other += 2 * hd  # q_norm, k_norm over head_dim
+        if mt == "gpt_oss":
+            layer_other += nh  # attention sinks
+        layer_other += (4 if mt == "gemma2" else 2) * H  # RMSNorms per layer
+        extra_other = H  # final norm
+        dense_mlp_matmul = 3 * H * I
+        if mt == "llama" and c.get("mlp_bias"):
+            dense_mlp_other = 2 * I + H
+        if mt == "mixtral":
+            num_experts, experts_per_token = c.int("num_local_experts"), c.int("num_experts_per_tok")
+            per_expert_matmul = per_expert = 3 * H * I
+            router_matmul = H * num_experts
+            n_moe = L
+        elif mt == "qwen3_moe":
+            num_experts, experts_per_token = c.int("num_experts"), c.int("num_experts_per_tok")
+            step = c.int("decoder_sparse_step") or 1
+            mlp_only = set(c.get("mlp_only_layers") or [])
+            n_moe = sum(1 for i in range(L) if i not in mlp_only and num_experts > 0 and (i + 1) % step == 0)
+            per_expert_matmul = per_expert = 3 * H * c.int("moe_intermediate_size")
+            router_matmul = H * num_experts
+        elif mt == "gpt_oss":
+            num_experts = c.int("num_local_experts")
+            experts_per_token = c.int("num_experts_per_tok", c.get("experts_per_token"))
+            per_expert_matmul = 3 * H * I
+            per_expert = per_expert_matmul + 2 * I + H  # gate_up and down biases
+            router_matmul, router_other = H * num_experts, num_experts
+            n_moe = L
+        if experts_per_token > num_experts:
+            raise BadInput(f"experts per token {experts_per_token} exceeds num experts {num_experts}")
+    n_dense = L - n_moe
+
+    embedding = V * emb_width
+    lm_head_matmul = V * emb_width
+    lm_head = 0 if tied else lm_head_matmul
+    non_expert = (
+        embedding
+        + pos_emb
+        + lm_head
+        + extra_matmul
+        + extra_other
+        + L * (attn_matmul + layer_other)
+        + n_dense * (dense_mlp_matmul + dense_mlp_other)
+        + n_moe * (router_matmul + router_other)
+    )
+    params_total = non_expert + n_moe * num_experts * per_expert
+    params_active = non_expert + n_moe * experts_per_token * per_expert
+    matmul_active = (
+        extra_matmul
+        + lm_head_matmul
+        + L * attn_matmul
+        + n_dense * dense_mlp_matmul
+        + n_moe * (router_matmul + experts_per_token * per_expert_matmul)
+    )
+    if mt == "phi":
+        lm_head = (0 if tied else lm_head_matmul) + V  # the LM head bias is never tied
+    sliding_flags, window = _layer_sliding(c, L)
+    return ModelFacts(
+        model_type=mt,
+        num_layers=L,
+        hidden_size=H,
+        num_heads=nh,
+        num_kv_heads=nkv,
+        head_dim=hd,
+        vocab_size=V,
+        num_experts=num_experts,
+        experts_per_token=experts_per_token,
+        params_total=params_total,
+        params_active=params_active,
+        params_embedding=embedding,
+        params_lm_head=lm_head,
+        sliding_window=window,
+        n_sliding_layers=sum(sliding_flags),
+        n_moe_layers=n_moe,
+        params_per_expert=per_expert,
+        params_position_embedding=pos_emb,
+        lm_head_matmul_params=lm_head_matmul,
+        matmul_params_active=matmul_active,
+        tied_embeddings=tied,
+        embedding_row_elements=emb_width,
+    )

@@ -1,0 +1,133 @@
+"""Turn a `ModelSource` into a torch module on the target device, in the target dtype.
+
+torch and transformers are imported inside the functions, so importing this module is cheap.
+Random-weight models are created directly on the device in the requested dtype (never on the CPU
+first): a 32B model then builds in seconds on an H100 instead of minutes of CPU init and copy.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING
+
+from wattlens.core.errors import BadInput
+
+from .catalog import ModelSource
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
+
+
+def torch_dtype(dtype: str) -> "torch.dtype":
+    """'bf16' / 'fp16' / 'fp32' -> torch dtype; anything else is BadInput."""
+    if dtype not in DTYPES:
+        raise BadInput(f"dtype {dtype!r} is not supported (choose from {', '.join(DTYPES)})")
+    import torch
+
+    return getattr(torch, DTYPES[dtype])
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when a CUDA device is visible, else 'cpu'; other names pass through checked."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise BadInput(f"device {device!r} is not a torch device name") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BadInput(f"device {device!r} requested but CUDA is not available")
+    return device
+
+
+def describe_weights(source: ModelSource) -> str:
+    """The one line every report carries about where the weights came from."""
+    return f"weights: {source.weights}"
+
+
+def hf_config(source: ModelSource):
+    """The transformers config object for `source.config` (imports transformers)."""
+    from transformers import AutoConfig
+
+    config = dict(source.config)
+    model_type = config.pop("model_type")
+    try:
+        return AutoConfig.for_model(model_type, **config)
+    except Exception as exc:  # noqa: BLE001 - HF raises ValueError or its own validation errors
+        raise BadInput(f"model {source.name!r}: transformers rejects its config: {exc}") from None
+
+
+def _model_class_supports(config, attn_implementation: str) -> bool:
+    """Whether the causal-LM class for `config` declares support for `attn_implementation`."""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        cls = AutoModelForCausalLM._model_mapping[type(config)]
+    except KeyError:
+        return True
+    flag = {"sdpa": "_supports_sdpa", "flex_attention": "_supports_flex_attn"}.get(attn_implementation)
+    return True if flag is None else bool(getattr(cls, flag, True))
+
+
+def build_model(source: ModelSource, dtype: str, device: str, attn_implementation: str = "sdpa"):
+    """Build the model of `source` in `dtype` ('bf16', 'fp16', 'fp32') on `device`, in eval mode.
+
+    Random weights: the module is constructed under `torch.device(device)` with the dtype passed to
+    `from_config`, so parameters and non-persistent buffers (RoPE inv_freq) are created and
+    initialised on the device by HF's own code. Pretrained: `from_pretrained(path, dtype=...,
+    device_map=device)` (plain load + `.to(device)` for the CPU
+    or when `accelerate` is missing). If the architecture does not support SDPA (gpt_oss in transformers 5.x)
+    and 'sdpa' was asked for, it falls back to 'eager' with a warning; read the effective choice
+    from `model.config._attn_implementation`.
+    """
+    tdtype = torch_dtype(dtype)
+    if attn_implementation not in ATTN_IMPLEMENTATIONS:
+        raise BadInput(
+            f"attn_implementation {attn_implementation!r} is not one of {', '.join(ATTN_IMPLEMENTATIONS)}"
+        )
+    device = resolve_device(device)
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = hf_config(source)
+    if attn_implementation == "sdpa" and not _model_class_supports(config, "sdpa"):
+        message = f"{source.name}: {config.model_type} has no SDPA attention; using 'eager'"
+        warnings.warn(message, stacklevel=2)
+        attn_implementation = "eager"
+
+    if source.weights == "pretrained":
+        if not source.path:
+            raise BadInput(f"model {source.name!r} is marked pretrained but has no local folder")
+        # device_map loads straight onto the GPU but needs `accelerate`; without it (or for the
+        # CPU) load normally and move, which is slower but gives the same module.
+        import importlib.util
+
+        direct = device != "cpu" and importlib.util.find_spec("accelerate") is not None
+        model = AutoModelForCausalLM.from_pretrained(
+            source.path,
+            config=config,
+            dtype=tdtype,
+            attn_implementation=attn_implementation,
+            **({"device_map": device} if direct else {}),
+        )
+        if not direct:
+            model = model.to(device)
+    elif source.weights == "random":
+        # from_config passes `dtype` to HF's own temporary default-dtype context (restored on exit),
+        # and torch.device(device) makes every tensor, buffers included, start life on the device.
+        with torch.device(device):
+            model = AutoModelForCausalLM.from_config(
+                config, dtype=tdtype, attn_implementation=attn_implementation
+            )
+    else:
+        raise BadInput(f"model {source.name!r}: weights {source.weights!r} is not 'random' or 'pretrained'")
+
+    model.eval()
+    model.requires_grad_(False)
+    return model

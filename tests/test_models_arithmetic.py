@@ -1,0 +1,273 @@
+"""ModelFacts against transformers (exact numel on the meta device) and against hand arithmetic."""
+
+import sys
+
+import pytest
+
+from wattlens.core.errors import BadInput
+from wattlens.models.arithmetic import SUPPORTED_MODEL_TYPES, model_facts
+from wattlens.models.catalog import list_catalog, resolve_model
+
+BF16 = 2
+FP16 = 2
+
+
+def facts(name, overrides=()):
+    return model_facts(resolve_model(name, overrides).config)
+
+
+# ---------------------------------------------------------------------------------------------
+# (a) exact agreement with transformers' own parameter count, built on the meta device
+# ---------------------------------------------------------------------------------------------
+
+def _hf_meta_numel(config: dict):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    cfg = dict(config)
+    model_type = cfg.pop("model_type")
+    hf_cfg = transformers.AutoConfig.for_model(model_type, **cfg)
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(hf_cfg)
+    return sum(p.numel() for p in model.parameters()), hf_cfg
+
+
+CATALOG = [e.name for e in list_catalog()]
+TINY = [e.name for e in list_catalog() if e.tiny]
+
+# Variants that switch on the optional pieces of each architecture.
+VARIANTS = [
+    ("tiny-llama", (("attention_bias", True), ("mlp_bias", True))),
+    ("tiny-gqa", (("tie_word_embeddings", True),)),
+    ("tiny-moe", (("num_hidden_layers", 4), ("decoder_sparse_step", 2), ("mlp_only_layers", [3]))),
+    ("tiny-moe", (("attention_bias", True),)),
+    ("tiny-gpt-oss", (("num_hidden_layers", 1),)),
+    ("tiny-gpt-oss", (("num_hidden_layers", 7),)),
+    ("phi-2", (("num_hidden_layers", 2), ("qk_layernorm", True), ("tie_word_embeddings", True))),
+    ("opt-1.3b", (("num_hidden_layers", 2), ("word_embed_proj_dim", 512))),
+    ("opt-6.7b", (("num_hidden_layers", 2), ("_remove_final_layer_norm", True))),
+    ("qwen2.5-0.5b", (("num_hidden_layers", 4), ("use_sliding_window", True), ("max_window_layers", 2))),
+    ("qwen3-32b", (("num_hidden_layers", 3), ("use_sliding_window", True), ("sliding_window", 512),
+                   ("max_window_layers", 1))),
+    ("mistral-7b-v0.3", (("num_hidden_layers", 2), ("sliding_window", 4096))),
+    ("gemma-2-9b", (("num_hidden_layers", 3),)),
+    ("gemma-7b", (("num_hidden_layers", 2), ("attention_bias", True))),
+]
+
+
+def _check_against_hf(name, overrides):
+    source = resolve_model(name, overrides)
+    f = model_facts(source.config)
+    numel, hf_cfg = _hf_meta_numel(source.config)
+    assert f.params_total == numel, (name, overrides)
+    types = getattr(hf_cfg, "layer_types", None)
+    if types is not None and source.config["model_type"] not in ("mistral", "mixtral", "qwen3_moe"):
+        assert f.n_sliding_layers == sum(t == "sliding_attention" for t in types), (name, overrides)
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_tiny_params_match_hf(name):
+    _check_against_hf(name, ())
+
+
+@pytest.mark.parametrize("name", CATALOG)
+def test_catalog_full_size_params_match_hf(name):
+    _check_against_hf(name, ())
+
+
+@pytest.mark.parametrize("name", CATALOG)
+def test_catalog_shrunk_params_match_hf(name):
+    heads = resolve_model(name).config["num_attention_heads"]
+    shrink = (("num_hidden_layers", 2), ("hidden_size", 8 * heads), ("intermediate_size", 512))
+    _check_against_hf(name, shrink)
+
+
+@pytest.mark.parametrize("name,overrides", VARIANTS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(VARIANTS)])
+def test_variants_params_match_hf(name, overrides):
+    _check_against_hf(name, overrides)
+
+
+def test_every_catalog_model_type_supported():
+    for name in CATALOG:
+        assert facts(name).model_type in SUPPORTED_MODEL_TYPES
+
+
+# ---------------------------------------------------------------------------------------------
+# (b) values worked out by hand
+# ---------------------------------------------------------------------------------------------
+
+def test_tiny_llama_by_hand():
+    # hidden 64, 2 layers, 4 heads x 16 = 4 KV heads (MHA), FFN 128, vocab 1000, untied.
+    embed = 1000 * 64
+    attn = 4 * 64 * 64  # q, k, v, o, all 64x64
+    mlp = 3 * 64 * 128  # gate, up, down
+    norms = 2 * 64
+    total = embed + 2 * (attn + mlp + norms) + 64 + embed  # + final norm + lm_head
+    f = facts("tiny-llama")
+    assert total == 210_240
+    assert (f.params_total, f.params_active) == (total, total)
+    assert f.kv_bytes_per_token(4) == 2 * 2 * 4 * 16 * 4  # K+V x layers x heads x head_dim x fp32
+
+
+def test_opt_1_3b_dense_mha_by_hand():
+    H, L, F, V = 2048, 24, 8192, 50272
+    embed = V * H  # 102,957,056, tied to the LM head
+    positions = (2048 + 2) * H  # learned positions, offset 2
+    attn = 4 * (H * H + H)  # q, k, v, out_proj with biases
+    layer_norms = 2 * (2 * H)  # two LayerNorms, weight + bias
+    mlp = (H * F + F) + (F * H + H)
+    final_ln = 2 * H
+    total = embed + positions + L * (attn + layer_norms + mlp) + final_ln
+    assert total == 1_315_758_080
+    f = facts("opt-1.3b")
+    assert f.params_total == total and f.params_lm_head == 0 and f.tied_embeddings
+    assert f.num_kv_heads == 32 and f.head_dim == 64
+    assert f.kv_bytes_per_token(FP16) == 2 * 24 * 32 * 64 * 2 == 196_608
+    # decode reads the tied table once as the LM head, plus one input row and one position row
+    w = total - embed - positions
+    assert f.decode_bytes_per_step(100, 1, FP16) == (w + embed + H + H) * 2 + 100 * 196_608
+
+
+LLAMA8_EMBED = 128256 * 4096  # 525,336,576
+LLAMA8_ATTN = 4096 * 4096 + 2 * 4096 * (8 * 128) + 4096 * 4096  # q, k, v (8 KV heads), o
+LLAMA8_MLP = 3 * 4096 * 14336
+LLAMA8_LAYER = LLAMA8_ATTN + LLAMA8_MLP + 2 * 4096  # + two RMSNorms
+
+
+def test_llama_3_1_8b_gqa_by_hand():
+    total = 32 * LLAMA8_LAYER + 2 * LLAMA8_EMBED + 4096  # layers, embed + lm_head, final norm
+    assert total == 8_030_261_248
+    f = facts("llama-3.1-8b")
+    assert f.params_total == f.params_active == total
+    assert (f.num_heads, f.num_kv_heads, f.head_dim) == (32, 8, 128)
+    assert f.params_embedding == f.params_lm_head == LLAMA8_EMBED
+    assert f.kv_bytes_per_token(BF16) == 2 * 32 * 8 * 128 * 2 == 131_072
+    assert f.kv_cache_bytes(1000, BF16, batch=3) == 3 * 1000 * 131_072
+    assert f.weights_bytes(BF16) == 2 * total
+    # FLOPs: every weight matrix but the embedding lookup, plus attention over the context.
+    matmul = 32 * (LLAMA8_ATTN + LLAMA8_MLP) + LLAMA8_EMBED
+    assert f.flops_per_token(4096) == 2 * matmul + 4 * 32 * 32 * 128 * 4096
+    # Prefill of 3 tokens, logits for the last one only: sum of attention over t = 1, 2, 3.
+    body = 2 * (matmul - LLAMA8_EMBED)
+    assert f.prefill_flops(3, batch=2) == 2 * (3 * body + 2 * LLAMA8_EMBED + 4 * 32 * 32 * 128 * (1 + 2 + 3))
+
+
+def test_llama_3_1_8b_decode_bytes_batch1():
+    f = facts("llama-3.1-8b")
+    ctx = 2048
+    weights = f.weights_bytes(BF16) - LLAMA8_EMBED * 2 + 4096 * 2  # table out, one row in
+    kv = ctx * 2 * 32 * 8 * 128 * 2
+    assert f.decode_bytes_per_step(ctx, 1, BF16) == weights + kv
+    # batch 4: four rows, four sequences' KV
+    batch4 = f.weights_bytes(BF16) - LLAMA8_EMBED * 2 + 4 * 4096 * 2 + 4 * kv
+    assert f.decode_bytes_per_step(ctx, 4, BF16) == batch4
+
+
+def test_mixtral_8x7b_moe_by_hand():
+    H, I, E, k, L, V = 4096, 14336, 8, 2, 32, 32000
+    attn = 2 * H * H + 2 * H * (8 * 128)
+    expert = 3 * H * I  # 176,160,768
+    router = H * E
+    norms = 2 * H
+    embed = V * H
+    total = L * (attn + norms + router + E * expert) + 2 * embed + H
+    active = L * (attn + norms + router + k * expert) + 2 * embed + H
+    assert total == 46_702_792_704
+    assert active == 12_879_925_248
+    f = facts("mixtral-8x7b")
+    assert (f.params_total, f.params_active) == (total, active)
+    assert (f.num_experts, f.experts_per_token, f.n_moe_layers) == (8, 2, 32)
+    # decode: batch 1 touches exactly k experts per layer
+    non_expert_wo_table = total - embed - L * E * expert
+    kv = 10 * 2 * 32 * 8 * 128 * 2
+    assert f.decode_bytes_per_step(10, 1, BF16) == (non_expert_wo_table + H + L * k * expert) * 2 + kv
+    # batch 8: expected distinct experts 8 * (1 - (6/8)^8)
+    touched = 8 * (1 - (6 / 8) ** 8)
+    assert f.expected_experts_touched(8) == pytest.approx(touched)
+    expected = round((non_expert_wo_table + 8 * H + L * touched * expert) * 2) + 8 * kv
+    assert f.decode_bytes_per_step(10, 8, BF16) == expected
+
+
+def test_gpt_oss_20b_by_hand():
+    H, L, V, E, k, I = 2880, 24, 201088, 32, 4, 2880
+    q, kv = 64 * 64, 8 * 64  # 64 query heads, 8 KV heads, head_dim 64
+    attn = (H * q + q) + 2 * (H * kv + kv) + (q * H + H) + 64  # biases everywhere, + 64 sinks
+    norms = 2 * H
+    router = H * E + E  # with bias
+    expert = (H * 2 * I + 2 * I) + (I * H + H)  # gate_up and down, with biases: 24,891,840
+    embed = V * H  # 579,133,440; LM head separate
+    total = L * (attn + norms + router + E * expert) + 2 * embed + H
+    active = L * (attn + norms + router + k * expert) + 2 * embed + H
+    assert expert == 24_891_840
+    assert total == 20_914_757_184  # "21B"
+    assert active == 4_187_440_704
+    # OpenAI's "3.6B active" leaves out the input embedding table (the LM head stays in):
+    assert active - embed == 3_608_307_264
+    f = facts("gpt-oss-20b")
+    assert (f.params_total, f.params_active) == (total, active)
+    assert (f.sliding_window, f.n_sliding_layers) == (128, 12)
+
+
+def test_gpt_oss_sliding_window_kv():
+    f = facts("gpt-oss-20b")
+    per_token_layer = 2 * 8 * 64 * BF16  # K+V, 8 KV heads, head_dim 64
+    assert f.kv_cache_bytes(2048, BF16) == per_token_layer * (12 * 128 + 12 * 2048)
+    assert f.kv_cache_bytes(100, BF16) == per_token_layer * 24 * 100  # inside the window
+    assert f.kv_bytes_per_token(BF16) == per_token_layer * 24
+    # attention FLOPs: sliding layers attend to 128 tokens at most
+    assert f.attention_flops_per_token(2048) == 4 * 64 * 64 * (12 * 128 + 12 * 2048)
+    # prefill attention: sum over t=1..200 of t (full) and min(t,128) (sliding)
+    full_sum = 200 * 201 // 2
+    sliding_sum = 128 * 129 // 2 + (200 - 128) * 128
+    body = 2 * (f.matmul_params_active - f.lm_head_matmul_params) * 200
+    head = 2 * f.lm_head_matmul_params
+    attn = 4 * 64 * 64 * (12 * full_sum + 12 * sliding_sum)
+    assert f.prefill_flops(200) == body + head + attn
+
+
+def test_gemma_tied_and_gemma2_alternating():
+    g = facts("gemma-7b")
+    assert g.tied_embeddings and g.params_lm_head == 0 and g.head_dim == 256
+    g2 = facts("gemma-2-9b")
+    assert (g2.n_sliding_layers, g2.sliding_window) == (21, 4096)  # even layers of 42 slide
+
+
+def test_qwen_mistral_windows_off_by_config():
+    for name in ("qwen2.5-7b", "qwen3-32b", "mistral-7b-v0.3", "mixtral-8x7b", "qwen3-30b-a3b"):
+        f = facts(name)
+        assert (f.sliding_window, f.n_sliding_layers) == (None, 0), name
+
+
+def test_qwen3_30b_a3b_active_is_about_3b():
+    f = facts("qwen3-30b-a3b")
+    assert f.params_total == 30_532_122_624
+    assert 3.0e9 < f.params_active < 3.5e9
+    assert f.params_total - f.params_active == 48 * (128 - 8) * 3 * 2048 * 768
+
+
+def test_bad_inputs():
+    with pytest.raises(BadInput, match="bert"):
+        model_facts({"model_type": "bert"})
+    with pytest.raises(BadInput, match="tokens"):
+        facts("tiny-llama").kv_cache_bytes(-1, 2)
+    with pytest.raises(BadInput, match="batch"):
+        facts("tiny-llama").decode_bytes_per_step(10, 0, 2)
+
+
+def test_arithmetic_does_not_import_torch():
+    import subprocess
+
+    code = (
+        "import sys; import wattlens.models.arithmetic, wattlens.models.catalog, wattlens.models.build; "
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env=_env_with_src())
+
+
+def _env_with_src():
+    import os
+    from pathlib import Path
+
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    return env
