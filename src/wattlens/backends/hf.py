@@ -13,6 +13,7 @@ inter-token gap come from the same run. torch and transformers are imported lazi
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Any
 
 from wattlens.backends.base import GenerationOutput, TokenHook, clock_ns
@@ -49,6 +50,41 @@ def sample_next_tokens(logits, sampling: SamplingSpec):
     probs = scores.softmax(dim=-1)
     race = torch.empty_like(probs).exponential_(1.0)
     return (probs / race).argmax(dim=-1)
+
+
+GQA_DECODE_ATTENTION = "wattlens_gqa_sdpa"
+
+
+def gqa_decode_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
+                         **kwargs):
+    """SDPA that reads each shared KV head once during one-token decode steps.
+
+    transformers' sdpa path repeats every KV head for each query head that shares it when a mask
+    is present and the model is being compiled; with a static cache that copies the whole cache
+    (x4 for Llama-3.1-8B) every step. For a single query position the query heads of one group can
+    instead be laid out as that group's query *rows* ([B, Hkv, groups, D]), so the kernel streams
+    the cache once. Anything else (prefill, no grouping) goes to transformers' own sdpa function.
+    """
+    torch = _torch()
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    groups = getattr(module, "num_key_value_groups", 1)
+    if query.shape[2] != 1 or groups == 1 or kwargs.get("position_bias") is not None or dropout:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      is_causal=is_causal, **kwargs)
+    batch, q_heads, _, head_dim = query.shape
+    grouped = query.reshape(batch, key.shape[1], groups, head_dim)  # head h uses KV head h // groups
+    out = torch.nn.functional.scaled_dot_product_attention(grouped, key, value, attn_mask=attention_mask,
+                                                           scale=scaling)
+    return out.reshape(batch, q_heads, 1, head_dim).transpose(1, 2).contiguous(), None
+
+
+def _register_gqa_attention() -> None:
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import sdpa_mask
+
+    AttentionInterface.register(GQA_DECODE_ATTENTION, gqa_decode_attention)
+    AttentionMaskInterface.register(GQA_DECODE_ATTENTION, sdpa_mask)
 
 
 class _TimingStreamer:
@@ -143,6 +179,11 @@ class HFBackend:
                 loop="wattlens lean decode loop",
                 decode_step="torch.compile(fullgraph) + CUDA graph" if self.use_cuda_graph else "torch.compile(fullgraph)",
                 prefill="torch.compile" if self.compile_prefill else "eager forward",
+                decode_attention=(
+                    f"{GQA_DECODE_ATTENTION} (query heads of a group as rows: KV cache read once per step)"
+                    if self._lean is not None and self._lean._attention
+                    else getattr(self.model.config, "_attn_implementation", None)
+                ),
             )
         else:
             d["loop"] = "transformers generate"
@@ -232,6 +273,10 @@ class _LeanDecoder:
         self.positions = torch.zeros(batch_size, 1, dtype=torch.long, device=dev)
         self.step_index = torch.zeros(1, dtype=torch.long, device=dev)
         self.out_tokens = torch.zeros(batch_size, max(gen_tokens, 1), dtype=torch.long, device=dev)
+        self._attention = None
+        if getattr(self.model.config, "_attn_implementation", None) == "sdpa":
+            _register_gqa_attention()
+            self._attention = GQA_DECODE_ATTENTION
         self._has_experts = _has_experts(self.model)
         self._prefill_experts = self.model.get_experts_implementation() if self._has_experts else {}
         self._decode_fn = torch.compile(self._decode_step, fullgraph=True, dynamic=False)
@@ -261,6 +306,18 @@ class _LeanDecoder:
         except ValueError:  # this architecture's experts cannot be switched: keep its default
             self._has_experts = False
             self.model.set_experts_implementation(self._prefill_experts)
+
+    @contextmanager
+    def _own_attention(self):
+        """Use the GQA decode attention while this loop runs; the shared model keeps its own otherwise."""
+        cfg = self.model.config
+        saved = cfg._attn_implementation
+        if self._attention is not None:
+            cfg._attn_implementation = self._attention
+        try:
+            yield
+        finally:
+            cfg._attn_implementation = saved
 
     def _prefill_logits(self, input_ids, position_ids):
         out = self.model(input_ids=input_ids, position_ids=position_ids, past_key_values=self.cache, use_cache=True,
@@ -326,7 +383,7 @@ class _LeanDecoder:
                 f"got batch {input_ids.shape[0]} with {input_ids.shape[1]}+{gen_tokens} tokens"
             )
         self.ensure_gen_capacity(gen_tokens)
-        with torch.inference_mode():
+        with torch.inference_mode(), self._own_attention():
             if self.backend.use_cuda_graph and self._graph is None:
                 # Capture needs a prefilled cache; the capture's own steps are discarded by the next prefill.
                 self._prefill(input_ids)
@@ -359,7 +416,7 @@ class _LeanDecoder:
 
     def bare_decode_loop_s(self, input_ids, gen_tokens: int) -> float:
         """Time the same prefill + decode steps with no per-token sync or hook (for overhead checks)."""
-        with self.backend._torch.inference_mode():
+        with self.backend._torch.inference_mode(), self._own_attention():
             self.backend.sync()
             start = clock_ns()
             self._prefill(input_ids)

@@ -1,0 +1,328 @@
+"""Command line: argument parsing and human output only.
+
+Heavy modules (torch, transformers, the runner) are imported inside the commands so that
+`wattlens --help` answers instantly. A `BadInput` anywhere becomes one line on stderr and exit
+status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from wattlens.core.errors import BadInput
+
+app = typer.Typer(
+    help="wattlens: what LLM inference costs in time, GPU memory and energy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+DbOpt = Annotated[Path | None, typer.Option("--db", help="Results database (default ./wattlens.sqlite or $WATTLENS_DB).")]
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _command_line() -> str:
+    return " ".join(["wattlens", *sys.argv[1:]])
+
+
+def _spec_from_options(model, ctx, gen, batch, dtype, mode, temperature, top_p, top_k, sets, repeats, warmups,
+                       prompt, device, seed):
+    from wattlens.core.spec import SamplingSpec, TrialSpec, parse_override
+
+    overrides = tuple(sorted(parse_override(s) for s in sets))
+    return TrialSpec(model=model, ctx_tokens=ctx, gen_tokens=gen, batch_size=batch, dtype=dtype, mode=mode,
+                     sampling=SamplingSpec(temperature=temperature, top_p=top_p, top_k=top_k), overrides=overrides,
+                     repeats=repeats, warmups=warmups, prompt=prompt, device=device, seed=seed)
+
+
+COMPACT_COLUMNS = ("model", "mode", "dtype", "ctx", "gen", "batch", "TTFT ms (p50)", "TPOT ms (p50)", "decode tok/s",
+                   "peak GB", "energy J (p50 ± unc.)", "J/1k tok")
+
+
+def _print_trials(trials: list[Any]) -> None:
+    """One trial: every column as a (metric, value) row. Several: the compact columns side by side."""
+    from rich.table import Table
+
+    from wattlens.analysis.report import render_failed_table, render_trial_table
+
+    ok = [t for t in trials if t.status == "ok"]
+    failed = [t for t in trials if t.status != "ok"]
+    if len(ok) == 1:
+        text = render_trial_table(ok)
+        table = Table("metric", "value", title="wattlens result")
+        for header, cell in zip(text.headers, text.rows[0]):
+            table.add_row(header, cell)
+        console.print(table)
+    elif ok:
+        text = render_trial_table(ok)
+        keep = [i for i, h in enumerate(text.headers) if h in COMPACT_COLUMNS]
+        table = Table(*(text.headers[i] for i in keep), title="wattlens results (`wattlens report` has every column)")
+        for row in text.rows:
+            table.add_row(*(row[i] for i in keep))
+        console.print(table)
+    if failed:
+        text = render_failed_table(failed)
+        table = Table(*text.headers, title="failed trials", style="red")
+        for row in text.rows:
+            table.add_row(*row)
+        console.print(table)
+
+
+@app.command()
+def bench(
+    model: Annotated[str, typer.Option(help="Catalog name, config .json or local HF model folder.")] = "tiny-llama",
+    ctx: Annotated[int, typer.Option(help="Prompt length in tokens (exact).")] = 128,
+    gen: Annotated[int, typer.Option(help="Output tokens per sequence (forced).")] = 32,
+    batch: Annotated[int, typer.Option(help="Sequences per request.")] = 1,
+    repeats: Annotated[int, typer.Option(help="Measured repetitions.")] = 5,
+    warmups: Annotated[int, typer.Option(help="Unmeasured warm-up runs (compiled/static: at least 1).")] = 1,
+    mode: Annotated[str, typer.Option(help="eager | static | compiled.")] = "eager",
+    dtype: Annotated[str, typer.Option(help="bf16 | fp16 | fp32.")] = "bf16",
+    temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,
+    top_k: Annotated[int, typer.Option(help="0 = no top-k filter.")] = 0,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Architecture edit key=value (repeatable).")] = None,
+    prompt: Annotated[str, typer.Option(help="synthetic | text.")] = "synthetic",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed for inputs and sampling.")] = 0,
+    db: DbOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
+    quick: Annotated[bool, typer.Option(help="Skip idle-power calibration (energy then has no active figure).")] = False,
+) -> None:
+    """Measure one trial and store it."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from wattlens.runner.session import SessionOptions, open_session
+    from wattlens.runner.trial import ModelHolder, check_spec, run_trial
+
+    spec = _spec_from_options(model, ctx, gen, batch, dtype, mode, temperature, top_p, top_k, set_ or [], repeats,
+                              warmups, prompt, device, seed)
+    check_spec(spec)  # bad input fails here, before the store is touched
+    session = open_session(db, command=_command_line(), device=device,
+                           options=SessionOptions(calibrate=not quick))
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TimeRemainingColumn(), console=err_console, transient=True, disable=as_json) as progress:
+            task = progress.add_task(f"{spec.model} {spec.mode}", total=spec.repeats)
+            result = run_trial(spec, session, ModelHolder(), on_repetition=lambda i: progress.advance(task))
+    finally:
+        session.close()
+    if as_json:
+        print(json.dumps(_result_json(result, session), indent=1, default=str))
+    else:
+        _print_trials([result])
+        console.print(f"weights: {result.weights}  ·  run {session.run.run_id}  ·  stored in {session.store.path}")
+        if result.summary.get("energy_not_measured_reason"):
+            console.print(f"energy: not measured — {result.summary['energy_not_measured_reason']}")
+    if result.status != "ok":
+        raise typer.Exit(1)
+
+
+def _result_json(result: Any, session: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {
+        "trial_id": result.trial_id,
+        "run_id": result.run_id,
+        "status": result.status,
+        "error": result.error,
+        "weights": result.weights,
+        "gpu": result.gpu_name,
+        "spec": result.spec.to_dict(),
+        "metrics": result.summary,
+        "memory": asdict(result.memory),
+        "model": result.model_facts,
+        "repetitions": [
+            {"index": r.index, "input_tokens": r.input_tokens, "output_tokens": r.output_tokens,
+             "ttft_s": r.ttft_s, "e2e_s": r.e2e_s, "token_times_s": list(r.token_times_s),
+             "energy": r.energy.to_dict()}
+            for r in result.repetitions
+        ],
+        "run": {"update_period_s": session.run.update_period_s, "idle_power_w": session.run.idle_power_w,
+                "notes": session.notes},
+    }
+
+
+@app.command()
+def sweep(
+    spec_file: Annotated[Path, typer.Argument(help="Sweep spec (YAML).")],
+    db: DbOpt = None,
+    quick: Annotated[bool, typer.Option(help="Skip idle-power calibration.")] = False,
+) -> None:
+    """Run a grid of trials from a YAML spec; rerun to resume (finished trials are skipped)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from wattlens.runner.session import SessionOptions, open_session
+    from wattlens.runner.sweep import check_plan, load_plan, pending
+    from wattlens.runner.trial import ModelHolder, check_spec, run_trial
+    from wattlens.store.sqlite import ResultStore
+
+    plan = load_plan(spec_file)
+    check_plan(plan, check_spec)
+    with ResultStore(db) as store:
+        todo, skipped = pending(plan, store.finished_trial_ids("ok"))
+    if skipped:
+        console.print(f"resuming: {skipped} of {len(plan.specs)} trials already stored, {len(todo)} to run")
+    if not todo:
+        console.print("nothing to do: every trial of this sweep is already stored")
+        return
+    devices = {s.device for s in todo}
+    session = open_session(db, command=_command_line(), device=devices.pop() if len(devices) == 1 else "auto",
+                           options=SessionOptions(calibrate=not quick))
+    models = ModelHolder()
+    results = []
+    interrupted = False
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TimeRemainingColumn(), console=err_console) as progress:
+            task = progress.add_task("sweep", total=len(todo))
+            for spec in todo:
+                progress.update(task, description=f"{spec.model} ctx={spec.ctx_tokens} b={spec.batch_size} {spec.mode}")
+                result = run_trial(spec, session, models)
+                results.append(result)
+                if result.status != "ok":
+                    err_console.print(f"[red]trial failed[/] {spec.trial_id}: {result.error.splitlines()[0]}")
+                progress.advance(task)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        models.release()
+        session.close()
+    _print_trials(results)
+    n_failed = sum(r.status != "ok" for r in results)
+    console.print(f"{len(results)} trials stored in {session.store.path} (run {session.run.run_id}), {n_failed} failed")
+    if interrupted:
+        err_console.print("interrupted: finished trials are saved; rerun the same command to resume")
+        raise typer.Exit(130)
+
+
+@app.command()
+def report(
+    db: DbOpt = None,
+    model: Annotated[str | None, typer.Option(help="Only this model.")] = None,
+    gpu: Annotated[str | None, typer.Option(help="Only this GPU name.")] = None,
+    run: Annotated[str | None, typer.Option(help="Only this run id.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write markdown here instead of printing.")] = None,
+) -> None:
+    """Markdown tables of stored results."""
+    from wattlens.analysis.report import render_markdown
+    from wattlens.store.sqlite import ResultStore
+
+    path = db or _default_db()
+    if not Path(path).exists():
+        _fail(f"no results database at {path}; run `wattlens bench` first or pass --db")
+    with ResultStore(path) as store:
+        trials = store.load_trials(model=model, gpu=gpu, run_id=run)
+        runs = [r for r in store.load_runs() if r.run_id in {t.run_id for t in trials}]
+    if not trials:
+        _fail("no stored trials match the filters")
+    text = render_markdown(trials, runs)
+    if out:
+        out.write_text(text)
+        console.print(f"report written to {out}")
+    else:
+        print(text)
+
+
+def _default_db() -> Path:
+    from wattlens.store.sqlite import default_db_path
+
+    return default_db_path()
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option(help="Output file.")],
+    fmt: Annotated[str | None, typer.Option("--format", help="csv | parquet | json (default: from the suffix).")] = None,
+    table: Annotated[str, typer.Option(help="trials | repetitions | runs | artifacts | all (json only).")] = "trials",
+    db: DbOpt = None,
+) -> None:
+    """Export stored results."""
+    from wattlens.store.export import export as do_export
+    from wattlens.store.sqlite import ResultStore
+
+    path = db or _default_db()
+    if not Path(path).exists():
+        _fail(f"no results database at {path}")
+    with ResultStore(path) as store:
+        written = do_export(store, out, fmt, table=table)
+    console.print(f"exported {table} to {written}")
+
+
+@app.command()
+def env(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The environment a run would record (GPUs, driver, CUDA, libraries, git)."""
+    from wattlens.hw.environment import capture_environment
+    from wattlens.meter.energy import EnergyMeter
+
+    meter = EnergyMeter.for_visible_gpus()
+    data = capture_environment(meter.gpus)
+    if not meter.gpus:
+        data["energy_not_measured_reason"] = meter.not_measured_reason
+    if as_json:
+        print(json.dumps(data, indent=1, default=str))
+        return
+    from rich.pretty import Pretty
+
+    console.print(Pretty(data))
+
+
+@app.command()
+def models(as_json: Annotated[bool, typer.Option("--json")] = False,
+           dtype: Annotated[str, typer.Option(help="Element type for byte figures.")] = "bf16",
+           ctx: Annotated[int, typer.Option(help="Context for per-token FLOPs and decode bytes.")] = 2048) -> None:
+    """The model catalog with analytic parameters, KV bytes, FLOPs and bytes per decoded token."""
+    from rich.table import Table
+
+    from wattlens.core.units import dtype_bytes
+    from wattlens.models.arithmetic import model_facts
+    from wattlens.models.catalog import list_catalog, resolve_model
+
+    nbytes = dtype_bytes(dtype)
+    rows = []
+    for entry in list_catalog():
+        facts = model_facts(resolve_model(entry.name).config)
+        rows.append({
+            "name": entry.name, "hf_id": entry.hf_id, "family": entry.family, "licence": entry.licence,
+            "params_total": facts.params_total, "params_active": facts.params_active,
+            f"kv_bytes_per_token_at_{ctx}": facts.kv_cache_bytes(ctx, nbytes) / ctx,
+            f"flops_per_token_at_{ctx}": facts.flops_per_token(ctx),
+            f"decode_bytes_per_step_at_{ctx}": facts.decode_bytes_per_step(ctx, 1, nbytes),
+            "weights": "random (built from config)",
+        })
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
+    table = Table("model", "total params", "active params", f"KV B/token @{ctx}", f"GFLOP/token @{ctx}",
+                  f"GB read/decode step @{ctx}", "licence", title=f"wattlens catalog ({dtype}; weights: random unless a local folder is given)")
+    for r in rows:
+        table.add_row(r["name"], f"{r['params_total'] / 1e9:.3f} B", f"{r['params_active'] / 1e9:.3f} B",
+                      f"{r[f'kv_bytes_per_token_at_{ctx}']:,.0f}", f"{r[f'flops_per_token_at_{ctx}'] / 1e9:.2f}",
+                      f"{r[f'decode_bytes_per_step_at_{ctx}'] / 1e9:.3f}", r["licence"] or "")
+    console.print(table)
+
+
+def main() -> None:
+    """Entry point: BadInput -> one line on stderr, exit 2."""
+    try:
+        app()
+    except BadInput as e:
+        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
