@@ -245,10 +245,11 @@ def environment_summary(run: RunInfo) -> dict[str, str]:
         "started": run.started_at,
         "GPU": _gpu_of_env(env) or MISSING,
         "driver": get("driver_version", "nvidia_driver_version", "driver"),
-        "CUDA": get("cuda_version", "cuda"),
+        "CUDA (torch / driver)": f"{get('torch_cuda_version')} / {get('cuda_driver_version')}",
         "torch": get("torch_version", "torch"),
         "transformers": get("transformers_version", "transformers"),
-        "wattlens": get("wattlens_version"),
+        "wattlens": get("wattlens_version", "wattlens"),
+        "git": get("git_sha"),
         "energy counter update ms": _scaled(run.update_period_s, MS_PER_S),
         "idle W": fmt_number(run.idle_power_w),
     }

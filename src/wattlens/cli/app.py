@@ -71,8 +71,12 @@ def _print_trials(trials: list[Any]) -> None:
         keep = [i for i, h in enumerate(text.headers) if h in COMPACT_COLUMNS]
         table = Table(*(text.headers[i] for i in keep), title="wattlens results (`wattlens report` has every column)")
         for row in text.rows:
-            table.add_row(*(row[i] for i in keep))
+            cells = [row[i] for i in keep]
+            table.add_row(*("not measured" if c.startswith("not measured") else c for c in cells))
         console.print(table)
+        reasons = {t.summary.get("energy_not_measured_reason") for t in ok} - {None}
+        for reason in sorted(reasons):
+            console.print(f"energy not measured: {reason}")
     if failed:
         text = render_failed_table(failed)
         table = Table(*text.headers, title="failed trials", style="red")
@@ -101,6 +105,7 @@ def bench(
     db: DbOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
     quick: Annotated[bool, typer.Option(help="Skip idle-power calibration (energy then has no active figure).")] = False,
+    cooldown_s: Annotated[float, typer.Option(help="Longest wait for the GPU to cool before the trial.")] = 30.0,
 ) -> None:
     """Measure one trial and store it."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -112,7 +117,7 @@ def bench(
                               warmups, prompt, device, seed)
     check_spec(spec)  # bad input fails here, before the store is touched
     session = open_session(db, command=_command_line(), device=device,
-                           options=SessionOptions(calibrate=not quick))
+                           options=SessionOptions(calibrate=not quick, cooldown_max_s=cooldown_s))
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TimeRemainingColumn(), console=err_console, transient=True, disable=as_json) as progress:
@@ -161,6 +166,7 @@ def sweep(
     spec_file: Annotated[Path, typer.Argument(help="Sweep spec (YAML).")],
     db: DbOpt = None,
     quick: Annotated[bool, typer.Option(help="Skip idle-power calibration.")] = False,
+    cooldown_s: Annotated[float, typer.Option(help="Longest wait for the GPU to cool before each trial.")] = 30.0,
 ) -> None:
     """Run a grid of trials from a YAML spec; rerun to resume (finished trials are skipped)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -181,7 +187,7 @@ def sweep(
         return
     devices = {s.device for s in todo}
     session = open_session(db, command=_command_line(), device=devices.pop() if len(devices) == 1 else "auto",
-                           options=SessionOptions(calibrate=not quick))
+                           options=SessionOptions(calibrate=not quick, cooldown_max_s=cooldown_s))
     models = ModelHolder()
     results = []
     interrupted = False
@@ -260,6 +266,24 @@ def export(
     with ResultStore(path) as store:
         written = do_export(store, out, fmt, table=table)
     console.print(f"exported {table} to {written}")
+
+
+@app.command("import")
+def import_results(
+    files: Annotated[list[Path], typer.Argument(help="JSON exports made with `export --table all`.")],
+    db: DbOpt = None,
+) -> None:
+    """Load JSON exports (e.g. committed GPU results) into a results database."""
+    from wattlens.store.export import import_json
+    from wattlens.store.sqlite import ResultStore
+
+    for f in files:
+        if not f.is_file():
+            _fail(f"no such export file: {f}")
+    with ResultStore(db) as store:
+        for f in files:
+            runs, trials = import_json(store, f)
+            console.print(f"{f}: {runs} runs, {trials} trials")
 
 
 @app.command()

@@ -44,6 +44,20 @@ class Session:
     options: SessionOptions
     idle_temperature_c: float | None = None
     notes: list[str] = field(default_factory=list)
+    baseline_pids: set[int] = field(default_factory=set)  # on the GPUs before this process used them
+
+    def claim_own_gpu_processes(self) -> None:
+        """Allow the GPU processes that appeared since the session opened (our CUDA context).
+
+        In a container NVML reports host PIDs, so this process cannot be found by its own PID;
+        whatever appeared after we created our context is ours, anything present before is foreign.
+        """
+        if os.getpid() in _gpu_pids(self.gpus):
+            return
+        new = _gpu_pids(self.gpus) - self.baseline_pids - self.meter.allowed_pids
+        if new:
+            self.meter.allowed_pids |= new
+            self.notes.append(f"GPU processes {sorted(new)} taken as this process (container PID namespace)")
 
     @property
     def gpus(self) -> list[Any]:
@@ -74,6 +88,16 @@ class Session:
         self.store.close()
 
 
+def _gpu_pids(gpus: list[Any]) -> set[int]:
+    pids: set[int] = set()
+    for g in gpus:
+        try:
+            pids |= set(g.compute_pids())
+        except Exception:  # not supported on this GPU: nothing to attribute
+            pass
+    return pids
+
+
 def _sync_all_cuda() -> Any:
     """A sync that waits for every visible CUDA device (a no-op without torch or CUDA)."""
     try:
@@ -99,6 +123,7 @@ def open_session(
         meter = EnergyMeter([], not_measured_reason="the trial runs on the CPU; GPU energy does not apply")
     else:
         meter = EnergyMeter.for_visible_gpus(sync=_sync_all_cuda(), allowed_pids=(os.getpid(),))
+    baseline_pids = _gpu_pids(meter.gpus)  # before this process creates its CUDA context
     notes: list[str] = []
     idle_temp = None
     if meter.gpus and options.calibrate:
@@ -123,4 +148,4 @@ def open_session(
     if meter.gpus and spec is None:
         notes.append(f"no spec-table row for {meter.gpus[0].name!r}: roofline figures omitted")
     return Session(store=store, meter=meter, run=run, gpu_spec=spec, options=options,
-                   idle_temperature_c=idle_temp, notes=notes)
+                   idle_temperature_c=idle_temp, notes=notes, baseline_pids=baseline_pids)

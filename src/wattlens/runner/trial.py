@@ -125,6 +125,7 @@ def run_trial(
         if session.gpus and device.startswith("cuda"):
             session.cooldown()
         model = models.get(spec, source, device)
+        session.claim_own_gpu_processes()
         prompt = make_prompt(spec, source, facts, device)
         backend = HFBackend(model, spec.mode, spec.sampling)
         backend.prepare(spec.batch_size, spec.ctx_tokens, spec.gen_tokens)
