@@ -273,6 +273,14 @@ BAD_BENCH = {
     "batch_negative": ({"batch": "-2"}, ["-2"]),
     "dtype_fp8": ({"dtype": "fp8"}, ["'fp8'"]),
     "mode_turbo": ({"mode": "turbo"}, ["'turbo'"]),
+    "temperature_negative": ({"temperature": "-1"}, ["temperature", "-1"]),
+    "top_p_zero": ({"top-p": "0"}, ["top_p", "0"]),
+    "prompt_kind": ({"prompt": "essay"}, ["'essay'"]),
+    "set_without_value": ({"set": "num_hidden_layers"}, ["num_hidden_layers"]),
+    "set_bad_value": ({"set": "num_hidden_layers=abc"}, ["num_hidden_layers", "abc"]),
+    "device_not_a_device": ({"device": "bogus:x"}, ["'bogus:x'"]),
+    # the bundled GPT-2 tokenizer (50257 ids) does not fit tiny-llama's 1000-token vocabulary
+    "text_prompt_vocab_too_small": ({"prompt": "text"}, ["tokenizer", "1000"]),
 }
 
 
@@ -283,6 +291,39 @@ def test_bad_bench_input_exit_2_one_line_no_database(case, tmp_path, monkeypatch
     code, out, err = run_main(monkeypatch, capsys, *_bench_args(db, **changes))
     _assert_one_line_error(code, err, *names)
     assert _files(tmp_path) == set()
+
+
+def test_unavailable_cuda_device_exit_2_no_database(tmp_path, monkeypatch, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    db = tmp_path / "r.sqlite"
+    code, _, err = run_main(monkeypatch, capsys, *_bench_args(db, device="cuda"))
+    _assert_one_line_error(code, err, "'cuda'", "not available")
+    assert _files(tmp_path) == set()
+
+
+def test_bad_device_in_sweep_fails_before_anything_is_stored(tmp_path, monkeypatch, capsys):
+    spec = _write(tmp_path / "sweep.yaml", "models: tiny-llama\nctx: 16\ngen: 4\nrepeats: 1\ndevice: 'bogus:x'\n")
+    db = tmp_path / "r.sqlite"
+    code, _, err = run_main(monkeypatch, capsys, "sweep", spec, "--db", db, "--quick")
+    _assert_one_line_error(code, err, "bogus:x")
+    assert _files(tmp_path) == {"sweep.yaml"}
+
+
+def test_missing_sweep_file_exit_2(tmp_path, monkeypatch, capsys):
+    code, _, err = run_main(monkeypatch, capsys, "sweep", tmp_path / "absent.yaml", "--db", tmp_path / "r.sqlite")
+    _assert_one_line_error(code, err, "absent.yaml")
+    assert _files(tmp_path) == set()
+
+
+def test_db_that_is_not_a_database_exit_2_and_unchanged(tmp_path, monkeypatch, capsys):
+    db = _write(tmp_path / "notes.sqlite", "these are my notes, not a database\n" * 100)
+    before = db.read_bytes()
+    code, _, err = run_main(monkeypatch, capsys, *_bench_args(db))
+    _assert_one_line_error(code, err, str(db))
+    assert db.read_bytes() == before and _files(tmp_path) == {"notes.sqlite"}
 
 
 def test_malformed_config_json_as_model_exit_2(tmp_path, monkeypatch, capsys):
