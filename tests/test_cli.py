@@ -68,7 +68,8 @@ def test_importing_the_cli_and_help_do_not_import_torch():
         "from typer.testing import CliRunner\n"
         "r = CliRunner().invoke(a.app, ['--help'])\n"
         "r2 = CliRunner().invoke(a.app, ['bench', '--help'])\n"
-        "print(json.dumps({'import': after_import, 'help': 'torch' in sys.modules or 'transformers' in sys.modules,"
+        "heavy = 'torch' in sys.modules or 'transformers' in sys.modules\n"
+        "print(json.dumps({'import': after_import, 'help': heavy,"
         " 'codes': [r.exit_code, r2.exit_code]}))\n"
     )
     proc = _python("-c", code)
@@ -86,8 +87,8 @@ def bench_run(tmp_path_factory):
     """One real bench of tiny-llama on the CPU, shared by the tests that read its outputs."""
     folder = tmp_path_factory.mktemp("bench")
     db = folder / "results.sqlite"
-    result = invoke("bench", "--json", "--model", "tiny-llama", "--ctx", 16, "--gen", 4, "--repeats", 3, "--quick",
-                    "--db", db)
+    result = invoke("bench", "--json", "--model", "tiny-llama", "--ctx", 16, "--gen", 4, "--repeats", 3,
+                    "--quick", "--db", db)
     assert result.exit_code == 0, (result.output, result.exception)
     return db, json.loads(result.stdout)
 
@@ -125,8 +126,8 @@ def test_bench_json_has_every_latency_metric(bench_run):
 def test_bench_json_memory_fields_present_and_none_on_cpu_with_reason(bench_run):
     _, data = bench_run
     mem = data["memory"]
-    for key in ("peak_allocated_bytes", "reserved_bytes", "nvml_used_bytes", "weights_bytes", "kv_measured_bytes",
-                "activation_peak_bytes"):
+    for key in ("peak_allocated_bytes", "reserved_bytes", "nvml_used_bytes", "weights_bytes",
+                "kv_measured_bytes", "activation_peak_bytes"):
         assert key in mem and mem[key] is None, key
     assert mem["not_measured_reason"]
     # analytic KV: 2 x layers x kv heads x head dim x 2 bytes (bf16) x 20 tokens
@@ -159,7 +160,8 @@ def test_bench_json_has_ape_and_roofline_keys(bench_run):
     assert mt["ape_inv_ttft_per_s_per_active_b"] > 0
     assert mt["ape_output_tokens_per_j_per_active_b"] is None  # no energy on the CPU
     assert "decode_tokens_per_s_per_peak_gb" in mt
-    for key in ("decode_roofline_pct", "prefill_roofline_pct", "decode_roofline_tokens_per_s", "prefill_roofline_s"):
+    for key in ("decode_roofline_pct", "prefill_roofline_pct", "decode_roofline_tokens_per_s",
+                "prefill_roofline_s"):
         assert key in mt and mt[key] is None, key  # no GPU spec row on the CPU
 
 
@@ -305,7 +307,8 @@ def test_unavailable_cuda_device_exit_2_no_database(tmp_path, monkeypatch, capsy
 
 
 def test_bad_device_in_sweep_fails_before_anything_is_stored(tmp_path, monkeypatch, capsys):
-    spec = _write(tmp_path / "sweep.yaml", "models: tiny-llama\nctx: 16\ngen: 4\nrepeats: 1\ndevice: 'bogus:x'\n")
+    spec = _write(tmp_path / "sweep.yaml",
+                  "models: tiny-llama\nctx: 16\ngen: 4\nrepeats: 1\ndevice: 'bogus:x'\n")
     db = tmp_path / "r.sqlite"
     code, _, err = run_main(monkeypatch, capsys, "sweep", spec, "--db", db, "--quick")
     _assert_one_line_error(code, err, "bogus:x")
@@ -313,7 +316,8 @@ def test_bad_device_in_sweep_fails_before_anything_is_stored(tmp_path, monkeypat
 
 
 def test_missing_sweep_file_exit_2(tmp_path, monkeypatch, capsys):
-    code, _, err = run_main(monkeypatch, capsys, "sweep", tmp_path / "absent.yaml", "--db", tmp_path / "r.sqlite")
+    code, _, err = run_main(monkeypatch, capsys, "sweep", tmp_path / "absent.yaml",
+                            "--db", tmp_path / "r.sqlite")
     _assert_one_line_error(code, err, "absent.yaml")
     assert _files(tmp_path) == set()
 
@@ -357,8 +361,33 @@ def test_unknown_sweep_key_exit_2(tmp_path, monkeypatch, capsys):
     assert _files(tmp_path) == {"sweep.yaml"}
 
 
+BAD_SWEEPS = {
+    "unknown_model": ("models: [tiny-llama, no-such-model]\nctx: 16\ngen: 4\n", ["no-such-model"]),
+    "gen_zero": ("models: tiny-llama\nctx: 16\ngen: 0\n", ["gen", "0"]),
+    "batch_zero": ("models: tiny-llama\nctx: 16\ngen: 4\nbatch: [1, 0]\n", ["batch", "0"]),
+    "dtype_fp8": ("models: tiny-llama\nctx: 16\ngen: 4\ndtype: [bf16, fp8]\n", ["'fp8'"]),
+    "mode_turbo": ("models: tiny-llama\nctx: 16\ngen: 4\nmode: turbo\n", ["'turbo'"]),
+    "ctx_not_a_number": ("models: tiny-llama\nctx: sixteen\ngen: 4\n", ["sixteen"]),
+    "no_models": ("ctx: 16\ngen: 4\n", ["names no models"]),
+    "empty_list": ("models: tiny-llama\nctx: []\n", ["'ctx'", "empty"]),
+    "not_a_mapping": ("- tiny-llama\n- tiny-gqa\n", ["must be a mapping"]),
+    "unknown_sampling_key": ("models: tiny-llama\nsampling: [{temp: 0.7}]\n", ["temp"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SWEEPS))
+def test_bad_sweep_spec_exit_2_one_line_no_database(case, tmp_path, monkeypatch, capsys):
+    text, names = BAD_SWEEPS[case]
+    spec = _write(tmp_path / "sweep.yaml", text)
+    db = tmp_path / "r.sqlite"
+    code, _, err = run_main(monkeypatch, capsys, "sweep", spec, "--db", db, "--quick")
+    _assert_one_line_error(code, err, *names)
+    assert _files(tmp_path) == {"sweep.yaml"}
+
+
 def test_sweep_with_one_bad_grid_point_fails_before_anything_runs(tmp_path, monkeypatch, capsys):
-    spec = _write(tmp_path / "sweep.yaml", "models: [tiny-llama, tiny-gqa]\nctx: [16, 100000]\ngen: 4\nrepeats: 1\n")
+    spec = _write(tmp_path / "sweep.yaml",
+                  "models: [tiny-llama, tiny-gqa]\nctx: [16, 100000]\ngen: 4\nrepeats: 1\n")
     db = tmp_path / "r.sqlite"
     code, _, err = run_main(monkeypatch, capsys, "sweep", spec, "--db", db, "--quick")
     _assert_one_line_error(code, err, "100000")
@@ -416,7 +445,8 @@ def test_bad_input_raises_badinput_inside_the_app(tmp_path):
 @pytest.mark.parametrize("args, name", [
     (["bench", "--model", "no-such-model", "--quick"], "no-such-model"),
     (["bench", "--model", "tiny-llama", "--mode", "turbo", "--quick"], "turbo"),
-    (["bench", "--model", "tiny-llama", "--ctx", "16", "--gen", "2", "--quick", "--db", "/nonexistent/dir/x.sqlite"],
+    (["bench", "--model", "tiny-llama", "--ctx", "16", "--gen", "2", "--quick",
+      "--db", "/nonexistent/dir/x.sqlite"],
      "/nonexistent/dir/x.sqlite"),
 ])
 def test_python_m_wattlens_bad_input_exit_2_single_line(args, name, tmp_path):

@@ -112,7 +112,8 @@ def test_summary_latency_figures_from_hand_made_repetitions():
 def test_summary_energy_with_measured_windows():
     energies = [10.0, 12.0, 11.0]
     actives = [6.0, 8.0, 7.0]
-    reps = [_rep(i, _window(i, measured=True, energy_j=e, active_j=a, flags=("short_window",) if i == 1 else ()))
+    reps = [_rep(i, _window(i, measured=True, energy_j=e, active_j=a,
+                            flags=("short_window",) if i == 1 else ()))
             for i, (e, a) in enumerate(zip(energies, actives))]
     s = m.summarise_repetitions(reps)
     tokens = 2 * 4  # batch x output tokens per repetition
@@ -139,7 +140,8 @@ def test_summary_energy_unmeasured_is_none_with_reason_never_zero():
     assert s["energy_measured"] is False
     assert s["energy_not_measured_reason"] == "no NVIDIA GPU visible"
     for key in ("energy_gpu_j_median", "energy_gpu_j_uncertainty", "energy_gpu_active_j_median",
-                "energy_gpu_j_per_output_token", "energy_gpu_j_per_1k_output_tokens", "energy_gpu_j_per_prompt",
+                "energy_gpu_j_per_output_token", "energy_gpu_j_per_1k_output_tokens",
+                "energy_gpu_j_per_prompt",
                 "output_tokens_per_j", "average_power_w", "ape_output_tokens_per_j_per_active_b"):
         assert s[key] is None, key
     # latency is still there
@@ -213,7 +215,8 @@ def test_trial_id_is_stable_across_equal_instances():
 
 @pytest.mark.parametrize("change", [
     {"model": "tiny-gqa"}, {"ctx_tokens": 17}, {"gen_tokens": 5}, {"batch_size": 2}, {"dtype": "fp32"},
-    {"mode": "static"}, {"sampling": SamplingSpec(temperature=0.7)}, {"overrides": (("num_hidden_layers", 3),)},
+    {"mode": "static"}, {"sampling": SamplingSpec(temperature=0.7)},
+    {"overrides": (("num_hidden_layers", 3),)},
     {"repeats": 6}, {"warmups": 2}, {"prompt": "text"}, {"device": "cpu"}, {"seed": 1},
 ])
 def test_trial_id_changes_when_any_field_changes(change):
