@@ -7,6 +7,7 @@ with its error; the caller decides whether to go on.
 
 from __future__ import annotations
 
+import functools
 import gc
 import traceback
 from collections.abc import Callable
@@ -38,7 +39,27 @@ def check_spec(spec: TrialSpec) -> tuple[ModelSource, ModelFacts]:
             f"ctx {spec.ctx_tokens} + gen {spec.gen_tokens} exceeds the maximum positions of "
             f"{spec.model} ({limit})"
         )
-    return source, model_facts(source.config)
+    facts = model_facts(source.config)
+    resolve_device(spec.device)  # a bad or unavailable device is bad input too, not a half-written run
+    if spec.prompt == "text":
+        _check_tokenizer_fits(source.path, facts.vocab_size, spec.model)
+    return source, facts
+
+
+@functools.lru_cache(maxsize=8)
+def _tokenizer_size(path: str | None) -> int:
+    from wattlens.workloads.tokenizers import load_tokenizer
+
+    return len(load_tokenizer(path) if path else load_tokenizer("gpt2"))
+
+
+def _check_tokenizer_fits(path: str | None, vocab_size: int, model: str) -> None:
+    size = _tokenizer_size(path)
+    if size > vocab_size:
+        raise BadInput(
+            f"the bundled tokenizer has {size} tokens but {model} has a vocabulary of "
+            f"{vocab_size}; use --prompt synthetic or a model folder with its own tokenizer"
+        )
 
 
 class ModelHolder:
@@ -88,11 +109,7 @@ def make_prompt(spec: TrialSpec, source: ModelSource, facts: ModelFacts, device:
     from wattlens.workloads.tokenizers import load_tokenizer
 
     tokenizer = load_tokenizer(source.path) if source.path else load_tokenizer("gpt2")
-    if len(tokenizer) > facts.vocab_size:
-        raise BadInput(
-            f"the bundled tokenizer has {len(tokenizer)} tokens but {spec.model} has a vocabulary of "
-            f"{facts.vocab_size}; use --prompt synthetic or a model folder with its own tokenizer"
-        )
+    _check_tokenizer_fits(source.path, facts.vocab_size, spec.model)
     texts = ["Summarise the following notes in one paragraph."] * spec.batch_size
     return text_batch(tokenizer, texts, spec.ctx_tokens, device=device)
 

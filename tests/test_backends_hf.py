@@ -1,0 +1,214 @@
+"""HF backend on the CPU: the three serving modes agree, token timing is sound, and the pieces of
+the compiled loop (GQA decode attention, on-device sampling) match their references."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from wattlens.backends.hf import HFBackend, gqa_decode_attention, sample_next_tokens  # noqa: E402
+from wattlens.core.errors import BadInput  # noqa: E402
+from wattlens.core.spec import SamplingSpec  # noqa: E402
+
+BATCH, CTX, GEN = 2, 16, 4
+
+_models: dict[str, object] = {}
+_outputs: dict[tuple[str, str], tuple] = {}
+
+
+def _model(name: str):
+    if name not in _models:
+        import warnings
+
+        from wattlens.models.build import build_model
+        from wattlens.models.catalog import resolve_model
+
+        torch.manual_seed(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # gpt_oss falls back from sdpa to eager
+            _models[name] = build_model(resolve_model(name), "fp32", "cpu")
+    return _models[name]
+
+
+def _prompt(name: str):
+    from wattlens.workloads.inputs import synthetic_batch
+
+    return synthetic_batch(BATCH, CTX, _model(name).config.vocab_size, seed=0, device="cpu")
+
+
+def _generate(name: str, mode: str):
+    """Two generations of the same prompt in one mode (the second after warm-up/compile), cached."""
+    key = (name, mode)
+    if key not in _outputs:
+        model = _model(name)
+        prompt = _prompt(name)
+        backend = HFBackend(model, mode, SamplingSpec())
+        backend.prepare(BATCH, CTX, GEN)
+        hook_calls: list[tuple[int, int]] = []
+        first = backend.generate(prompt.input_ids, prompt.attention_mask, GEN)
+        second = backend.generate(prompt.input_ids, prompt.attention_mask, GEN,
+                                  on_token=lambda i, t: hook_calls.append((i, t)))
+        _outputs[key] = (first, second, hook_calls, backend.describe())
+        backend.release()
+    return _outputs[key]
+
+
+# -- modes agree ---------------------------------------------------------------------------------
+
+def test_greedy_eager_and_static_outputs_identical_tiny_gqa():
+    eager = _generate("tiny-gqa", "eager")[1].output_ids
+    static = _generate("tiny-gqa", "static")[1].output_ids
+    assert torch.equal(eager, static)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tiny-gqa", "tiny-gpt-oss"])
+def test_greedy_outputs_identical_across_eager_static_compiled(name):
+    outs = {mode: _generate(name, mode) for mode in ("eager", "static", "compiled")}
+    eager = outs["eager"][1].output_ids
+    assert eager.shape == (BATCH, GEN)
+    for mode in ("static", "compiled"):
+        assert torch.equal(outs[mode][0].output_ids, eager), mode  # first call (compiles) too
+        assert torch.equal(outs[mode][1].output_ids, eager), mode
+    assert outs["compiled"][3]["loop"] == "wattlens lean decode loop"
+    assert outs["compiled"][3]["decode_step"] == "torch.compile(fullgraph)"  # no CUDA graph on the CPU
+
+
+@pytest.mark.slow
+def test_compiled_mode_uses_gqa_decode_attention_for_sdpa_models():
+    desc = _generate("tiny-gqa", "compiled")[3]
+    assert desc["decode_attention"].startswith("wattlens_gqa_sdpa")
+
+
+# -- token counts and timing ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["eager", "static", pytest.param("compiled", marks=pytest.mark.slow)])
+def test_exactly_gen_tokens_and_one_monotonic_time_per_token(mode):
+    first, out, hook_calls, _ = _generate("tiny-gqa", mode)
+    for o in (first, out):
+        assert tuple(o.output_ids.shape) == (BATCH, GEN)
+        assert o.n_new_tokens == GEN
+        assert len(o.token_times_ns) == GEN
+        times = o.token_times_s()
+        assert all(t > 0 for t in times)
+        assert all(b >= a for a, b in zip(times, times[1:]))
+        assert times[0] <= o.e2e_s  # TTFT <= E2E
+        assert times[-1] <= o.e2e_s
+    # the hook fires once per token, in order, with the same stamps the output keeps
+    assert [i for i, _ in hook_calls] == list(range(GEN))
+    assert [t for _, t in hook_calls] == out.token_times_ns
+
+
+def test_generate_rejects_gen_zero():
+    backend = HFBackend(_model("tiny-gqa"), "eager")
+    prompt = _prompt("tiny-gqa")
+    with pytest.raises(BadInput, match="gen must be >= 1"):
+        backend.generate(prompt.input_ids, prompt.attention_mask, 0)
+
+
+def test_unknown_mode_is_bad_input_naming_the_mode():
+    with pytest.raises(BadInput, match="'turbo'"):
+        HFBackend(object(), "turbo")
+
+
+# -- GQA decode attention ------------------------------------------------------------------------
+
+class _StandInAttention:
+    """Just the attributes transformers' sdpa function reads from an attention module."""
+
+    def __init__(self, groups: int):
+        self.num_key_value_groups = groups
+        self.is_causal = True
+        self.training = False
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_gqa_decode_attention_matches_transformers_sdpa(batch):
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    gen = torch.Generator().manual_seed(1)
+    kv_heads, groups, head_dim, kv_len = 2, 4, 16, 11
+    q = torch.randn(batch, kv_heads * groups, 1, head_dim, generator=gen)
+    k = torch.randn(batch, kv_heads, kv_len, head_dim, generator=gen)
+    v = torch.randn(batch, kv_heads, kv_len, head_dim, generator=gen)
+    mask = torch.ones(batch, 1, 1, kv_len, dtype=torch.bool)
+    mask[..., -3:] = False  # unfilled static-cache slots
+    mask[0, ..., 0] = False  # a padded prompt position in one sequence
+    module = _StandInAttention(groups)
+    scaling = head_dim**-0.5
+
+    ours, ours_w = gqa_decode_attention(module, q, k, v, mask, scaling=scaling)
+    ref, _ = sdpa_attention_forward(module, q, k, v, mask, scaling=scaling)
+    assert ours_w is None
+    assert ours.shape == ref.shape == (batch, 1, kv_heads * groups, head_dim)
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+
+    # and against attention written out by hand: query head h reads KV head h // groups
+    kk = k.repeat_interleave(groups, dim=1)
+    vv = v.repeat_interleave(groups, dim=1)
+    scores = (q @ kk.transpose(-1, -2)) * scaling
+    scores = scores.masked_fill(~mask, float("-inf"))
+    manual = (scores.softmax(-1) @ vv).transpose(1, 2)
+    torch.testing.assert_close(ours, manual, rtol=1e-5, atol=1e-6)
+
+
+def test_gqa_decode_attention_defers_to_sdpa_for_prefill():
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    gen = torch.Generator().manual_seed(2)
+    q = torch.randn(1, 8, 5, 16, generator=gen)
+    k = torch.randn(1, 2, 5, 16, generator=gen)
+    v = torch.randn(1, 2, 5, 16, generator=gen)
+    module = _StandInAttention(4)
+    ours, _ = gqa_decode_attention(module, q, k, v, None, scaling=0.25)
+    ref, _ = sdpa_attention_forward(module, q, k, v, None, scaling=0.25)
+    torch.testing.assert_close(ours, ref)
+
+
+# -- sampling ------------------------------------------------------------------------------------
+
+def _logits(rows: int = 64, vocab: int = 50):
+    return torch.randn(rows, vocab, generator=torch.Generator().manual_seed(3))
+
+
+def test_greedy_sampling_is_argmax():
+    logits = _logits()
+    assert torch.equal(sample_next_tokens(logits, SamplingSpec()), logits.argmax(-1))
+
+
+def test_top_k_one_is_argmax_even_when_sampling():
+    torch.manual_seed(0)
+    logits = _logits()
+    picked = sample_next_tokens(logits, SamplingSpec(temperature=1.0, top_k=1))
+    assert torch.equal(picked, logits.argmax(-1))
+
+
+def test_tiny_top_p_is_argmax():
+    torch.manual_seed(0)
+    logits = _logits()
+    picked = sample_next_tokens(logits, SamplingSpec(temperature=1.0, top_p=1e-6))
+    assert torch.equal(picked, logits.argmax(-1))
+
+
+def test_temperature_one_draws_follow_the_distribution():
+    torch.manual_seed(0)
+    probs = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    draws = 20000
+    logits = probs.log().expand(draws, 4).clone()
+    picked = sample_next_tokens(logits, SamplingSpec(temperature=1.0))
+    freq = torch.bincount(picked, minlength=4).float() / draws
+    assert torch.all((freq - probs).abs() < 0.02), freq.tolist()
+
+
+def test_top_k_two_only_draws_the_two_most_likely():
+    torch.manual_seed(0)
+    probs = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    logits = probs.log().expand(5000, 4).clone()
+    picked = sample_next_tokens(logits, SamplingSpec(temperature=1.0, top_k=2))
+    freq = torch.bincount(picked, minlength=4).float() / 5000
+    assert freq[0] == 0 and freq[1] == 0
+    assert math.isclose(freq[3].item(), 0.4 / 0.7, abs_tol=0.03)
