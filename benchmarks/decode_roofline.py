@@ -44,6 +44,7 @@ def main() -> int:
     ap.add_argument("--gen", type=int, default=256)
     ap.add_argument("--pairs", type=int, default=10, help="harness/bare pairs, alternated")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--profile", action="store_true", help="print the top CUDA kernels of 5 decode steps")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if not torch.cuda.is_available():
@@ -136,7 +137,25 @@ def main() -> int:
     text = "\n".join(lines) + "\n"
     (args.out / "decode_roofline.md").write_text(text)
     print(text)
+    if args.profile:
+        print_decode_profile(lean, prompt.input_ids)
     return 0
+
+
+def print_decode_profile(lean, input_ids, steps: int = 5) -> None:
+    """Kernel time per decode step, from the compiled step run outside its graph (same kernels)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode(), lean._own_attention():
+        lean._prefill(input_ids)
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(steps):
+                lean._decode_fn()
+            torch.cuda.synchronize()
+    print(f"top kernels over {steps} decode steps (compiled step, no graph):")
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=18, max_name_column_width=70))
 
 
 if __name__ == "__main__":

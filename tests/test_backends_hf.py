@@ -212,3 +212,25 @@ def test_top_k_two_only_draws_the_two_most_likely():
     freq = torch.bincount(picked, minlength=4).float() / 5000
     assert freq[0] == 0 and freq[1] == 0
     assert math.isclose(freq[3].item(), 0.4 / 0.7, abs_tol=0.03)
+
+
+@pytest.mark.parametrize("kv_heads,groups", [(2, 4), (4, 1)])
+@pytest.mark.parametrize("mask_kind", ["bool", "float", "none"])
+def test_decode_attention_by_reductions_matches_sdpa(kv_heads, groups, mask_kind):
+    """The GPU decode path (broadcast multiply + sum) equals plain SDPA with repeated KV heads."""
+    from wattlens.backends.hf import decode_attention_by_reductions
+
+    gen = torch.Generator().manual_seed(7)
+    batch, length, dim = 2, 37, 16
+    q = torch.randn(batch, kv_heads * groups, 1, dim, generator=gen)
+    k = torch.randn(batch, kv_heads, length, dim, generator=gen)
+    v = torch.randn(batch, kv_heads, length, dim, generator=gen)
+    keep = torch.rand(batch, 1, 1, length, generator=gen) > 0.3
+    keep[..., 0] = True
+    mask = {"bool": keep, "float": torch.where(keep, 0.0, float("-inf")), "none": None}[mask_kind]
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q, k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1), attn_mask=mask, scale=0.3
+    ).transpose(1, 2)
+    out = decode_attention_by_reductions(q, k, v, mask, scaling=0.3)
+    assert out.shape == (batch, 1, kv_heads * groups, dim)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)

@@ -7,13 +7,13 @@ part=$1
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 W="python3 -m wattlens"
 db=/tmp/core-$part.sqlite
-[ "$part" = 8b ] && $W env --json > "$OUT/env.json" 2> "$OUT/env.err"
+[ "$part" = 8b ] && $W env --json > "$OUT/env.json" 2> /dev/null
 $W sweep results/h100/core/sweep-$part.yaml --db $db --cooldown-s 10 > "$OUT/sweep-$part.log" 2>&1
 echo "sweep exit $?" >> "$OUT/sweep-$part.log"
 if [ "$part" = 8b ]; then
-  python3 benchmarks/decode_roofline.py --out "$OUT" > "$OUT/benchmark.log" 2>&1
+  python3 benchmarks/decode_roofline.py --profile --out "$OUT" > "$OUT/benchmark.log" 2>&1
   echo "benchmark exit $?" >> "$OUT/benchmark.log"
 fi
 $W export --db $db --format json --table all --out "$OUT/store-$part.json"
 $W report --db $db --out "$OUT/report-$part.md"
-tail -n 25 "$OUT/sweep-$part.log"; [ -f "$OUT/benchmark.log" ] && tail -n 12 "$OUT/benchmark.log"
+tail -n 25 "$OUT/sweep-$part.log"; [ -f "$OUT/benchmark.log" ] && tail -n 40 "$OUT/benchmark.log"

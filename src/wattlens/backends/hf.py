@@ -55,21 +55,52 @@ def sample_next_tokens(logits, sampling: SamplingSpec):
 GQA_DECODE_ATTENTION = "wattlens_gqa_sdpa"
 
 
+def decode_attention_by_reductions(query, key, value, attention_mask, scaling=None):
+    """One-token attention written as broadcast multiply + sum, for the compiled decode step.
+
+    Compiled, each sum becomes one reduction kernel spread over every (head, cache position) or
+    (head, channel): split-KV decoding, with the mask and softmax fused in and no KV head copied.
+    A fused attention kernel launches one block per (batch, KV head) for a single query row and
+    leaves most of the GPU idle. Shapes: query [B, Hq, 1, D], key/value [B, Hkv, L, D], mask
+    broadcastable to [B, 1, 1, L] (bool: True = attend; float: additive). Returns [B, 1, Hq, D].
+    """
+    batch, q_heads, _, head_dim = query.shape
+    kv_heads = key.shape[1]
+    groups = q_heads // kv_heads  # query head h reads KV head h // groups
+    scale = scaling if scaling is not None else head_dim**-0.5
+    q = query.reshape(batch, kv_heads, groups, 1, head_dim).float()
+    scores = (q * key[:, :, None].float()).sum(-1) * scale  # [B, Hkv, groups, L]
+    if attention_mask is not None:
+        mask = attention_mask.reshape(batch, 1, 1, -1)
+        if mask.dtype == _torch().bool:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        else:
+            scores = scores + mask.float()
+    probs = scores.softmax(dim=-1)
+    out = (probs[..., None] * value[:, :, None].float()).sum(-2)  # [B, Hkv, groups, D]
+    return out.to(query.dtype).reshape(batch, q_heads, 1, head_dim).transpose(1, 2).contiguous()
+
+
 def gqa_decode_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
                          **kwargs):
-    """SDPA that reads each shared KV head once during one-token decode steps.
+    """Decode-step attention that reads each (shared) KV head once; prefill goes to transformers' sdpa.
 
     transformers' sdpa path repeats every KV head for each query head that shares it when a mask
     is present and the model is being compiled; with a static cache that copies the whole cache
-    (x4 for Llama-3.1-8B) every step. For a single query position the query heads of one group can
-    instead be laid out as that group's query *rows* ([B, Hkv, groups, D]), so the kernel streams
-    the cache once. Anything else (prefill, no grouping) goes to transformers' own sdpa function.
+    (x4 for Llama-3.1-8B) every step. On a GPU the one-token step uses
+    `decode_attention_by_reductions`; elsewhere the query heads of a group become that group's
+    query rows ([B, Hkv, groups, D]) for one SDPA call.
     """
     torch = _torch()
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     groups = getattr(module, "num_key_value_groups", 1)
-    if query.shape[2] != 1 or groups == 1 or kwargs.get("position_bias") is not None or dropout:
+    if query.shape[2] != 1 or kwargs.get("position_bias") is not None or dropout:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      is_causal=is_causal, **kwargs)
+    if query.is_cuda:
+        return decode_attention_by_reductions(query, key, value, attention_mask, scaling), None
+    if groups == 1:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
     batch, q_heads, _, head_dim = query.shape
@@ -184,7 +215,7 @@ class HFBackend:
                 ),
                 prefill="torch.compile" if self.compile_prefill else "eager forward",
                 decode_attention=(
-                    f"{GQA_DECODE_ATTENTION} (query heads of a group as rows: KV cache read once per step)"
+                    f"{GQA_DECODE_ATTENTION} (GPU: split-KV reductions; each KV head read once per step)"
                     if self._lean is not None and self._lean._attention
                     else getattr(self.model.config, "_attn_implementation", None)
                 ),
