@@ -56,14 +56,16 @@ GQA_DECODE_ATTENTION = "wattlens_gqa_sdpa"
 
 
 def decode_attention_by_reductions(query, key, value, attention_mask, scaling=None):
-    """One-token attention written as broadcast multiply + sum, for the compiled decode step.
+    """One-token attention for the compiled decode step, each KV head read once.
 
-    Compiled, each sum becomes one reduction kernel spread over every (head, cache position) or
-    (head, channel): split-KV decoding, with the mask and softmax fused in and no KV head copied.
-    A fused attention kernel launches one block per (batch, KV head) for a single query row and
-    leaves most of the GPU idle. Shapes: query [B, Hq, 1, D], key/value [B, Hkv, L, D], mask
+    Scores are a broadcast multiply + sum, which compiles to one reduction spread over every
+    (head, cache position), with the mask and softmax fused in; probabilities times V is a small
+    batched matmul. A fused attention kernel instead launches one block per (batch, KV head) for
+    a single query row and leaves most of the GPU idle; transformers' compiled sdpa path first
+    copies every KV head once per query head that shares it. Shapes: query [B, Hq, 1, D], key/value [B, Hkv, L, D], mask
     broadcastable to [B, 1, 1, L] (bool: True = attend; float: additive). Returns [B, 1, Hq, D].
     """
+    torch = _torch()
     batch, q_heads, _, head_dim = query.shape
     kv_heads = key.shape[1]
     groups = q_heads // kv_heads  # query head h reads KV head h // groups
@@ -72,13 +74,15 @@ def decode_attention_by_reductions(query, key, value, attention_mask, scaling=No
     scores = (q * key[:, :, None].float()).sum(-1) * scale  # [B, Hkv, groups, L]
     if attention_mask is not None:
         mask = attention_mask.reshape(batch, 1, 1, -1)
-        if mask.dtype == _torch().bool:
+        if mask.dtype == torch.bool:
             scores = scores.masked_fill(~mask, float("-inf"))
         else:
             scores = scores + mask.float()
-    probs = scores.softmax(dim=-1)
-    out = (probs[..., None] * value[:, :, None].float()).sum(-2)  # [B, Hkv, groups, D]
-    return out.to(query.dtype).reshape(batch, q_heads, 1, head_dim).transpose(1, 2).contiguous()
+    probs = scores.softmax(dim=-1).to(value.dtype)
+    # probs @ V as a (batched) matmul: a reduction over cache positions for each output channel
+    # would read V with a stride of D elements (measured at ~37 us per layer on an H100).
+    out = torch.matmul(probs, value)  # [B, Hkv, groups, D]
+    return out.reshape(batch, q_heads, 1, head_dim).transpose(1, 2).contiguous()
 
 
 def gqa_decode_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
