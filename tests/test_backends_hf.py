@@ -234,3 +234,20 @@ def test_decode_attention_by_reductions_matches_sdpa(kv_heads, groups, mask_kind
     out = decode_attention_by_reductions(q, k, v, mask, scaling=0.3)
     assert out.shape == (batch, 1, kv_heads * groups, dim)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_sliding_window_model_matches_eager_far_past_the_window():
+    """GPT-OSS-style sliding layers (window 8): the compiled loop pins transformers' Python counter and
+    builds its masks from device tensors, so 24 decode steps (3 windows) still match eager."""
+    from wattlens.models.build import build_model
+    from wattlens.models.catalog import resolve_model
+
+    model = build_model(resolve_model("tiny-gpt-oss"), "fp32", "cpu")
+    ids = torch.randint(5, 500, (1, 12), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(ids)
+    eager = HFBackend(model, "eager").generate(ids, mask, 24).output_ids
+    compiled = HFBackend(model, "compiled")
+    assert torch.equal(compiled.generate(ids, mask, 24).output_ids, eager)
+    with pytest.raises(RuntimeError, match="sliding window"):
+        compiled.generate(ids[:, :4], mask[:, :4], 4)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Produces results/h100/core/* on one H100 80GB. Usage (repo root, GPU machine):
 #   OUT=<dir> bash results/h100/core/run.sh 8b      # Llama-3.1-8B sweep + decode benchmark
-#   OUT=<dir> bash results/h100/core/run.sh large   # GPT-OSS-20B and Qwen3-32B sweep
+#   OUT=<dir> bash results/h100/core/run.sh gpt-oss    # GPT-OSS-20B sweep (one command, < 10 min)
+#   OUT=<dir> bash results/h100/core/run.sh qwen3-32b  # Qwen3-32B sweep (one command, < 10 min)
+# (the first H100 session ran "large" = both models in one command and hit its time limit)
 set -u
 part=$1
 export PYTHONPATH=src PYTHONUNBUFFERED=1

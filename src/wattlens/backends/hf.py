@@ -330,6 +330,9 @@ class _LeanDecoder:
         )
         self._graph = None
         self._initialized = False
+        self._sliding = self._sliding_window_tokens() is not None
+        full_layers = [i for i, layer in enumerate(self.cache.layers) if not hasattr(layer, "cumulative_length_int")]
+        self._full_layer_index = full_layers[0] if full_layers else 0
 
     def ensure_gen_capacity(self, gen_tokens: int) -> None:
         if self.out_tokens.shape[1] < gen_tokens:
@@ -367,9 +370,42 @@ class _LeanDecoder:
                          logits_to_keep=1)
         return out.logits[:, -1, :]
 
+    def _sliding_window_tokens(self) -> int | None:
+        """Smallest window of the cache's sliding-window layers (None when there are none)."""
+        windows = [layer.max_cache_len for layer in self.cache.layers if hasattr(layer, "cumulative_length_int")]
+        return min(windows) if windows else None
+
+    def _pin_sliding_counters(self) -> None:
+        """Hold the sliding layers' Python token counters at one value before each traced call.
+
+        transformers' static sliding-window layer keeps a Python int that grows every step; a
+        compiled step specialises on it and would recompile (during CUDA-graph capture: fail).
+        Once the window is full (ctx >= window, checked in `generate`) the layer only asks whether
+        it is full, so any value >= the window gives the same computation; the masks that would
+        use the counter are built by `_decode_masks` from device tensors instead.
+        """
+        for layer in self.cache.layers:
+            if hasattr(layer, "cumulative_length_int"):
+                layer.cumulative_length_int = layer.max_cache_len
+
+    def _decode_masks(self):
+        """Per-layer-type masks for one decode step, from the position tensor (graph-safe).
+
+        Full-attention layers see cache slots 0..position; a full sliding window holds exactly the
+        last `window` tokens, the current one included, so its layers see every slot (None).
+        """
+        torch = self.backend._torch
+        slots = self.cache.layers[self._full_layer_index].max_cache_len
+        visible = torch.arange(slots, device=self.positions.device)[None, None, None, :] <= self.positions[:, None, :, None]
+        dtype = self.model.dtype
+        full = torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill(~visible, torch.finfo(dtype).min)
+        return {"full_attention": full, "sliding_attention": None}
+
     def _decode_step(self):
+        masks = self._decode_masks() if self._sliding else None
         logits = self.model(
-            input_ids=self.cur_tokens, position_ids=self.positions, past_key_values=self.cache, use_cache=True
+            input_ids=self.cur_tokens, position_ids=self.positions, past_key_values=self.cache, use_cache=True,
+            attention_mask=masks,
         ).logits[:, -1, :]
         nxt = sample_next_tokens(logits, self.backend.sampling)
         self.cur_tokens.copy_(nxt[:, None])
@@ -405,9 +441,11 @@ class _LeanDecoder:
         side.wait_stream(torch.cuda.current_stream(self.backend.device))
         with torch.cuda.stream(side):
             for _ in range(3):
+                self._pin_sliding_counters()
                 self._decode_fn()
         torch.cuda.current_stream(self.backend.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
+        self._pin_sliding_counters()
         with torch.cuda.graph(graph):
             self._decode_fn()
         self._graph = graph
@@ -416,6 +454,7 @@ class _LeanDecoder:
         if self._graph is not None:
             self._graph.replay()
         else:
+            self._pin_sliding_counters()
             self._decode_fn()
 
     def generate(self, input_ids, gen_tokens: int, on_token: TokenHook | None) -> GenerationOutput:
@@ -424,6 +463,12 @@ class _LeanDecoder:
             raise BadInput(
                 f"compiled mode was prepared for batch {self.batch_size} and {self.max_cache_tokens} cached tokens, "
                 f"got batch {input_ids.shape[0]} with {input_ids.shape[1]}+{gen_tokens} tokens"
+            )
+        window = self._sliding_window_tokens()
+        if window is not None and input_ids.shape[1] < window:
+            raise RuntimeError(
+                f"compiled mode needs ctx >= the sliding window ({window} tokens) so the window is full "
+                f"before the captured decode step; got ctx {input_ids.shape[1]} (use eager or static)"
             )
         self.ensure_gen_capacity(gen_tokens)
         with torch.inference_mode(), self._own_attention():
