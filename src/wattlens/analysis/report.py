@@ -19,16 +19,9 @@ BYTES_PER_MB = 1e6
 MS_PER_S = 1e3
 MISSING = "—"
 
-TRIAL_COLUMNS = (
-    "model",
-    "weights",
-    "gpu",
-    "mode",
-    "dtype",
-    "ctx",
-    "gen",
-    "batch",
-    "sampling",
+SPEC_COLUMNS = ("model", "weights", "gpu", "mode", "dtype", "ctx", "gen", "batch", "sampling")
+
+TRIAL_COLUMNS = SPEC_COLUMNS + (
     "TTFT ms (p50)",
     "TPOT ms (p50)",
     "decode tok/s",
@@ -45,20 +38,7 @@ TRIAL_COLUMNS = (
     "flags",
 )
 
-FAILED_COLUMNS = (
-    "model",
-    "weights",
-    "gpu",
-    "mode",
-    "dtype",
-    "ctx",
-    "gen",
-    "batch",
-    "sampling",
-    "trial",
-    "run",
-    "error",
-)
+FAILED_COLUMNS = SPEC_COLUMNS + ("trial", "run", "error")
 
 
 @dataclass(frozen=True)
