@@ -330,8 +330,10 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False,
     if as_json:
         print(json.dumps(rows, indent=1))
         return
-    table = Table("model", "total params", "active params", f"KV B/token @{ctx}", f"GFLOP/token @{ctx}",
-                  f"GB read/decode step @{ctx}", "licence", title=f"wattlens catalog ({dtype}; weights: random unless a local folder is given)")
+    table = Table(title=f"wattlens catalog ({dtype}, ctx {ctx}; weights: random unless a local folder is given)")
+    table.add_column("model", no_wrap=True)
+    for header in ("params total", "params active", "KV B/token", "GFLOP/token", "GB read/step", "licence"):
+        table.add_column(header, overflow="fold")
     for r in rows:
         table.add_row(r["name"], f"{r['params_total'] / 1e9:.3f} B", f"{r['params_active'] / 1e9:.3f} B",
                       f"{r[f'kv_bytes_per_token_at_{ctx}']:,.0f}", f"{r[f'flops_per_token_at_{ctx}'] / 1e9:.2f}",
