@@ -332,7 +332,7 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False,
         return
     table = Table(title=f"wattlens catalog ({dtype}, ctx {ctx}; weights: random unless a local folder is given)")
     table.add_column("model", no_wrap=True)
-    for header in ("params total", "params active", "KV B/token", "GFLOP/token", "GB read/step", "licence"):
+    for header in ("total params", "active params", "KV B/token", "GFLOP/token", "GB read/step", "licence"):
         table.add_column(header, overflow="fold")
     for r in rows:
         table.add_row(r["name"], f"{r['params_total'] / 1e9:.3f} B", f"{r['params_active'] / 1e9:.3f} B",
