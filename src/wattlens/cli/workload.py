@@ -103,3 +103,68 @@ def score_cmd(
         typer.echo(f"{name}: {len(rs)} scored")
     write_quality_csv(rows, out)
     typer.echo(f"{len(rows)} rows -> {out} (model {label or model}, {params_b * 1e3:.2f} M params, weights: {weights})")
+
+
+QualityOpt = Annotated[list[Path], typer.Option("--quality", "-q", help="Per-query quality CSV (repeatable; one or more models each).")]
+FeaturesOpt = Annotated[Path, typer.Option("--features", help="features.csv from `wattlens workload features`.")]
+
+
+@workload_app.command("analyze")
+def analyze_cmd(
+    quality: QualityOpt,
+    features: FeaturesOpt = Path("results/workload/features.csv"),
+    out: Annotated[Path | None, typer.Option("--out", help="Markdown file (default: print).")] = None,
+    threshold: Annotated[float, typer.Option(help="Normalised quality counted as 'good' for scaling patterns.")] = 0.5,
+) -> None:
+    """Quality per model (VII), feature-quality correlations (VIII), classifier ablation (VI), patterns (IX), rule (X)."""
+    from wattlens.analysis.workload import QualityTable, analysis_report, read_features_csv, read_quality_csv
+
+    table = QualityTable(read_quality_csv(quality))
+    text = analysis_report(table, read_features_csv(features), threshold)
+    if out:
+        out.write_text(text)
+        typer.echo(f"-> {out}")
+    else:
+        typer.echo(text)
+
+
+@workload_app.command("route")
+def route_cmd(
+    quality: QualityOpt,
+    tier: Annotated[list[str], typer.Option("--tier", help="QUALITY_MODEL=ENERGY_MODEL: which measured model's energy a quality model stands for (repeatable).")],
+    store: Annotated[list[Path], typer.Option("--store", help="Store JSON export(s) with the measured energies.")],
+    dvfs: Annotated[list[str] | None, typer.Option("--dvfs", help="ENERGY_MODEL=FRACTION=SOURCE: DVFS saving of a tier (repeatable).")] = None,
+    features: FeaturesOpt = Path("results/workload/features.csv"),
+    mode: Annotated[str, typer.Option(help="Backend mode of the trials whose energy is used.")] = "eager",
+    out: Annotated[Path, typer.Option("--out", help="Folder for routing.md and frontier.png.")] = Path("results/workload"),
+    threshold: Annotated[float, typer.Option(help="Normalised quality counted as 'good' for scaling patterns.")] = 0.5,
+    note: Annotated[str, typer.Option(help="A paragraph put at the top of the report.")] = "",
+) -> None:
+    """Routing report: tiers, pattern routing savings (XV, XVII), strategies and frontier (XVIII) + Tables VI-X."""
+    from wattlens.analysis.routing import Tier, energies_from_store, plot_frontier, routing_report, strategies
+    from wattlens.analysis.workload import QualityTable, analysis_report, read_features_csv, read_quality_csv
+
+    table = QualityTable(read_quality_csv(quality))
+    feats = read_features_csv(features)
+    mapping = dict(t.split("=", 1) for t in tier if "=" in t)
+    energies = energies_from_store(store, mode)
+    savings = {}
+    for item in dvfs or []:
+        parts = item.split("=", 2)
+        if len(parts) != 3:
+            raise BadInput(f"--dvfs expects MODEL=FRACTION=SOURCE, got {item!r}")
+        savings[parts[0]] = (float(parts[1]), parts[2])
+    tiers = []
+    for m in table.models:
+        em = mapping.get(m)
+        if em is None or em not in energies:
+            raise BadInput(f"quality model {m!r} needs --tier {m}=MODEL with MODEL among the stored {sorted(energies)}")
+        frac, src = savings.get(em, (0.0, "none given"))
+        tiers.append(Tier(m, energies[em][0], frac, f"{em}: {energies[em][1]}", src))
+    out.mkdir(parents=True, exist_ok=True)
+    plot_frontier(strategies(table, tiers, feats, threshold), out / "frontier.png",
+                  "energy-quality of routing strategies (random-weight quality; H100 energies)")
+    text = routing_report(table, tiers, feats, threshold, "frontier.png", header=f"# Energy-aware routing report\n\n{note}\n")
+    text += "\n" + analysis_report(table, feats, threshold)
+    (out / "routing.md").write_text(text)
+    typer.echo(f"-> {out / 'routing.md'}, {out / 'frontier.png'}")
