@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce results/workload/ from the repository root (CPU only; takes minutes).
 set -euo pipefail
-W="python -m wattlens workload"
+W="${PYTHON:-python} -m wattlens workload"
 OUT=results/workload
 # 1. features of the four bundled samples (Tables II-V)
 $W features --out $OUT

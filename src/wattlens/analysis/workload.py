@@ -331,6 +331,7 @@ def analysis_report(table: QualityTable, features: dict[str, dict], threshold: f
     lines += ["", f"## Difficulty classifier, 5-fold stratified CV (cf. Table VI); easy share {y.mean():.1%}", "",
               "| feature set | accuracy |", "|---|---|"]
     lines += [f"| {name} | {acc:.1%} |" for name, acc in ablation(table, features)]
+    lines.append(f"| (majority class, for reference) | {max(y.mean(), 1 - y.mean()):.1%} |")
     pats = scaling_patterns(table, threshold)
     lines += ["", f"## Scaling patterns across models (normalised quality >= {threshold} = good) (cf. Table IX)", "",
               "| pattern | share | entity density | causal questions | entropy (bits) |", "|---|---|---|---|---|"]
