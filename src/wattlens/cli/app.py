@@ -341,6 +341,9 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False,
     console.print(table)
 
 
+from wattlens.cli.workload import workload_app; app.add_typer(workload_app, name="workload")
+
+
 def main() -> None:
     """Entry point: BadInput -> one line on stderr, exit 2."""
     try:
