@@ -262,8 +262,9 @@ class ClockController:
         return int(self.gpu.mem_clock_mhz())
 
     # -- apply --
-    def apply(self, req: ClockRequest) -> dict[str, Any]:
-        """Set what `req` names, wait `settle_s`, read back; ClockControlError if it did not take."""
+    def apply(self, req: ClockRequest, settle_s: float | None = None) -> dict[str, Any]:
+        """Set what `req` names, wait `settle_s` (default: the controller's), read back;
+        ClockControlError if it did not take."""
         if not self._entered:
             raise ClockControlError("ClockController.apply outside its `with` block (nothing would restore it)")
         if req.power_limit_w is not None:
@@ -282,8 +283,9 @@ class ClockController:
             req.sm_clock_mhz if req.sm_clock_mhz is not None else self.current.sm_clock_mhz,
             req.mem_clock_mhz if req.mem_clock_mhz is not None else self.current.mem_clock_mhz,
             req.power_limit_w if req.power_limit_w is not None else self.current.power_limit_w)
-        if self.settle_s > 0:
-            self.sleep(self.settle_s)
+        wait_s = self.settle_s if settle_s is None else settle_s
+        if wait_s > 0:
+            self.sleep(wait_s)
         got = {"sm_clock_mhz": self.read_sm_clock_mhz(), "mem_clock_mhz": self.read_mem_clock_mhz(),
                "power_limit_w": self.control.power_limit_w()}
         event = {"event": "apply", "requested": asdict(req), "achieved": got}
