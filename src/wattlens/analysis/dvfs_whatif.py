@@ -21,9 +21,11 @@ Power model (busy GPU, relative to the maximum clock f_max):
     g(f) = (f / f_max) * v(f)^2                      # dynamic power ~ f V^2
     P(f) / P(f_max) = s + (1 - s) * g(f)             # s = share of power that does not scale
 
-For a measured H100 trial the static part is the measured idle power and the rest scales with
-g(f) and with the GPU's busy share u(f) = gpu_s(f) / time_s(f):
-    P(f) = P_idle + (P_ref - P_idle) * (u(f) / u_ref) * g(f) / g(f_ref).
+For a measured H100 trial the floor is the measured idle power; the power above it follows the
+GPU's busy share u(f) = gpu_s(f) / time_s(f), and of that active power a share `a` (memory system,
+clock-invariant) stays while the rest scales with g(f):
+    P(f) = P_idle + (P_ref - P_idle) * (u(f) / u_ref) * (a + (1 - a) * g(f) / g(f_ref)).
+By default `a` is the study fit's static share (an assumption: the same split on another GPU).
 
 `fit_study` fits (s, v_floor) to the published Table XI / XII figures of seeds/003 (transcribed in
 analysis/data/dvfs_study_*.csv) and reports the mean absolute percentage error per table.
@@ -260,15 +262,20 @@ class TrialInputs:
         return gpu / wall
 
 
-def predict(inp: TrialInputs, power: PowerModel, f_prefill_mhz: float, f_decode_mhz: float) -> dict[str, float]:
-    """Time (s) and energy (J) of one request with prefill at f_prefill and decode at f_decode."""
+def predict(inp: TrialInputs, power: PowerModel, f_prefill_mhz: float, f_decode_mhz: float,
+            active_static_share: float | None = None) -> dict[str, float]:
+    """Time (s) and energy (J) of one request with prefill at f_prefill and decode at f_decode.
+
+    `active_static_share` (a): share of the above-idle power that does not scale with the clock;
+    default: the power model's static_share."""
+    a = power.static_share if active_static_share is None else active_static_share
     u_ref = inp.busy_share_ref()
     active_w = inp.average_power_w - inp.idle_power_w
     g_ref = power.g(inp.f_ref_mhz)
 
     def phase(pm: PhaseModel, f: float, n: int) -> tuple[float, float]:
         t = pm.time_s(f) * n
-        p = inp.idle_power_w + active_w * (pm.busy_share(f) / u_ref) * power.g(f) / g_ref
+        p = inp.idle_power_w + active_w * (pm.busy_share(f) / u_ref) * (a + (1 - a) * power.g(f) / g_ref)
         return t, p * t
 
     tp, ep = phase(inp.prefill, f_prefill_mhz, 1)
@@ -277,13 +284,15 @@ def predict(inp: TrialInputs, power: PowerModel, f_prefill_mhz: float, f_decode_
             "energy_j": ep + ed}
 
 
-def sweep_predictions(inp: TrialInputs, power: PowerModel, clocks_mhz: Sequence[float]) -> list[dict[str, Any]]:
+def sweep_predictions(inp: TrialInputs, power: PowerModel, clocks_mhz: Sequence[float],
+                      active_static_share: float | None = None) -> list[dict[str, Any]]:
     """Uniform clock and phase-aware (prefill at f_ref, decode at f) predictions, relative to f_ref."""
-    base = predict(inp, power, inp.f_ref_mhz, inp.f_ref_mhz)
+    a = active_static_share
+    base = predict(inp, power, inp.f_ref_mhz, inp.f_ref_mhz, a)
     out = []
     for f in clocks_mhz:
-        u = predict(inp, power, f, f)
-        pa = predict(inp, power, inp.f_ref_mhz, f)
+        u = predict(inp, power, f, f, a)
+        pa = predict(inp, power, inp.f_ref_mhz, f, a)
         out.append({"sm_clock_mhz": f,
                     "latency_s": u["latency_s"], "energy_j": u["energy_j"],
                     "latency_change_pct": 100 * (u["latency_s"] / base["latency_s"] - 1),
@@ -345,8 +354,9 @@ def h100_inputs_from_trials(trials: Sequence[Any], model: str, *, f_ref_mhz: flo
     return out
 
 
-def eager_gpu_share_band() -> tuple[str, ...]:
-    return ("low", "mid", "high")
+def predicted_average_power_w(inp: TrialInputs, per_busy_active_w: float) -> float:
+    """Consistency check: trial-average power if active power were `per_busy_active_w` x busy share."""
+    return inp.idle_power_w + per_busy_active_w * inp.busy_share_ref()
 
 
 def nan_to_none(x: Any) -> Any:

@@ -339,6 +339,9 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False,
     console.print(table)
 
 
+from wattlens.cli.dvfs import dvfs_app; app.add_typer(dvfs_app, name="dvfs")  # noqa: E402, E702
+
+
 def main() -> None:
     """Entry point: BadInput -> one line on stderr, exit 2."""
     try:
