@@ -21,10 +21,11 @@ Power model (busy GPU, relative to the maximum clock f_max):
     g(f) = (f / f_max) * v(f)^2                      # dynamic power ~ f V^2
     P(f) / P(f_max) = s + (1 - s) * g(f)             # s = share of power that does not scale
 
-For a measured H100 trial the floor is the measured idle power; the power above it follows the
-GPU's busy share u(f) = gpu_s(f) / time_s(f), and of that active power a share `a` (memory system,
-clock-invariant) stays while the rest scales with g(f):
-    P(f) = P_idle + (P_ref - P_idle) * (u(f) / u_ref) * (a + (1 - a) * g(f) / g(f_ref)).
+For a measured trial the floor is the measured idle power; the power above it is drawn while the
+GPU is busy (busy share u = gpu_s / time_s; P_busy = (P_avg - P_idle) / u_ref, from the trial's own
+average power). Of that active energy a share `a` is clock-invariant and fixed per unit of work
+(memory traffic), the rest is drawn for the GPU busy time at f V^2:
+    E(f) = P_idle * time_s(f) + P_busy * (a * gpu_s(f_ref) + (1 - a) * gpu_s(f) * g(f) / g(f_ref)).
 By default `a` is the study fit's static share (an assumption: the same split on another GPU).
 
 `fit_study` fits (s, v_floor) to the published Table XI / XII figures of seeds/003 (transcribed in
@@ -273,10 +274,14 @@ def predict(inp: TrialInputs, power: PowerModel, f_prefill_mhz: float, f_decode_
     active_w = inp.average_power_w - inp.idle_power_w
     g_ref = power.g(inp.f_ref_mhz)
 
+    busy_w = active_w / u_ref  # above-idle power while the GPU is busy, at f_ref
+
     def phase(pm: PhaseModel, f: float, n: int) -> tuple[float, float]:
         t = pm.time_s(f) * n
-        p = inp.idle_power_w + active_w * (pm.busy_share(f) / u_ref) * (a + (1 - a) * power.g(f) / g_ref)
-        return t, p * t
+        # clock-invariant active energy is fixed per unit of work (bytes moved); the clock-scaled part
+        # is drawn for as long as the GPU is busy, at f V^2 relative to f_ref
+        e_active = busy_w * n * (a * pm.gpu_s(pm.f_ref_mhz) + (1 - a) * pm.gpu_s(f) * power.g(f) / g_ref)
+        return t, inp.idle_power_w * t + e_active
 
     tp, ep = phase(inp.prefill, f_prefill_mhz, 1)
     td, ed = phase(inp.decode_step, f_decode_mhz, inp.decode_steps)
