@@ -341,7 +341,12 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False,
     console.print(table)
 
 
-from wattlens.cli.workload import workload_app; app.add_typer(workload_app, name="workload")
+# Sub-command groups live in their own modules (light imports, so `--help` stays instant).
+from wattlens.cli.dvfs import dvfs_app  # noqa: E402
+from wattlens.cli.workload import workload_app  # noqa: E402
+
+app.add_typer(dvfs_app, name="dvfs")
+app.add_typer(workload_app, name="workload")
 
 
 def main() -> None:

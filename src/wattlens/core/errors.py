@@ -19,3 +19,11 @@ class NotMeasured(WattlensError):
 
 class SchemaTooNew(BadInput):
     """The results database was written by a newer wattlens schema than this one understands."""
+
+
+class ClockControlRefused(BadInput):
+    """Clock or power-limit control was asked for without the explicit opt-in (--allow-clock-control)."""
+
+
+class ClockControlError(WattlensError):
+    """A clock lock / power limit could not be applied, did not take (read-back), or was not permitted."""

@@ -20,7 +20,9 @@ Typical use::
 from __future__ import annotations
 
 import bisect
+import json
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -190,6 +192,12 @@ class FakeGPU:
         self._processes: list[_Interval] = []
         self._throttles: list[_Interval] = []
         self.reads = 0  # how many energy_mj() calls: lets tests check the meter's polling cost
+        # Clock control state, changed only through FakeClockControl (see below).
+        self.supported_sm_clocks_mhz: list[int] = list(range(1980, 194, -15))  # H100-like ladder
+        self.supported_mem_clocks_mhz: list[int] = [self._mem_clock_mhz]
+        self.locked_sm_mhz: tuple[int, int] | None = None  # what the driver holds
+        self.locked_mem_mhz: tuple[int, int] | None = None
+        self.lock_takes = True  # False: the driver accepts a lock but the clock does not follow
 
     # ---- scripting -------------------------------------------------------------------------
     def set_power_w(self, watts: float, at_s: float | None = None) -> None:
@@ -245,9 +253,14 @@ class FakeGPU:
 
     def sm_clock_mhz(self) -> int:
         c = self._sm_clock
-        return int(c(self.clock.now_s()) if callable(c) else c)
+        free = int(c(self.clock.now_s()) if callable(c) else c)
+        if self.locked_sm_mhz is not None and self.lock_takes:
+            return self.locked_sm_mhz[1]
+        return free
 
     def mem_clock_mhz(self) -> int:
+        if self.locked_mem_mhz is not None and self.lock_takes:
+            return self.locked_mem_mhz[1]
         return self._mem_clock_mhz
 
     def temperature_c(self) -> float:
@@ -286,6 +299,86 @@ class FakeGPU:
             "memory_total_bytes": self._memory_total_bytes,
             "update_period_s": self.update_period_s,
         }
+
+
+class FakeClockControl:
+    """Clock / power-limit setters on a FakeGPU, the fake twin of `hw.nvml.NvmlClockControl`.
+
+    Every setter call is appended to `calls` as (name, args). With `state_path` the GPU's clock
+    state is written (JSON) after each call, so a test can kill the process mid-sweep and check
+    from outside that the state was restored. `deny=True` makes every setter fail as an
+    unprivileged user's would.
+    """
+
+    def __init__(self, gpu: FakeGPU, *, state_path: str | os.PathLike[str] | None = None,
+                 deny: bool = False) -> None:
+        self.gpu = gpu
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        self.state_path = state_path
+        self.deny = deny
+        self._save()
+
+    def _record(self, name: str, *args: Any) -> None:
+        self.calls.append((name, args))
+        if self.deny:
+            from wattlens.core.errors import ClockControlError
+
+            raise ClockControlError(f"{name}: insufficient permissions (fake: deny=True)")
+
+    def _save(self) -> None:
+        if self.state_path is None:
+            return
+        state = {"locked_sm_mhz": self.gpu.locked_sm_mhz, "locked_mem_mhz": self.gpu.locked_mem_mhz,
+                 "power_limit_w": self.gpu._power_limit_w, "calls": [c[0] for c in self.calls]}
+        tmp = f"{self.state_path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(state, f)
+        os.replace(tmp, self.state_path)
+
+    # ---- reads -------------------------------------------------------------------------------
+    def supported_sm_clocks_mhz(self) -> list[int]:
+        return list(self.gpu.supported_sm_clocks_mhz)
+
+    def supported_mem_clocks_mhz(self) -> list[int]:
+        return list(self.gpu.supported_mem_clocks_mhz)
+
+    def locked_sm_clocks_mhz(self) -> tuple[int, int] | None:
+        return self.gpu.locked_sm_mhz
+
+    def locked_mem_clocks_mhz(self) -> tuple[int, int] | None:
+        return self.gpu.locked_mem_mhz
+
+    def power_limit_w(self) -> float:
+        return self.gpu._power_limit_w
+
+    def power_limit_range_w(self) -> tuple[float, float]:
+        return (100.0, 700.0)
+
+    # ---- setters -----------------------------------------------------------------------------
+    def lock_sm_clocks(self, min_mhz: int, max_mhz: int) -> None:
+        self._record("lock_sm_clocks", min_mhz, max_mhz)
+        self.gpu.locked_sm_mhz = (int(min_mhz), int(max_mhz))
+        self._save()
+
+    def reset_sm_clocks(self) -> None:
+        self._record("reset_sm_clocks")
+        self.gpu.locked_sm_mhz = None
+        self._save()
+
+    def lock_mem_clocks(self, min_mhz: int, max_mhz: int) -> None:
+        self._record("lock_mem_clocks", min_mhz, max_mhz)
+        self.gpu.locked_mem_mhz = (int(min_mhz), int(max_mhz))
+        self._save()
+
+    def reset_mem_clocks(self) -> None:
+        self._record("reset_mem_clocks")
+        self.gpu.locked_mem_mhz = None
+        self._save()
+
+    def set_power_limit_w(self, watts: float) -> None:
+        self._record("set_power_limit_w", watts)
+        self.gpu._power_limit_w = float(watts)
+        self._save()
 
 
 def busy_all(gpus: Sequence[FakeGPU], duration_s: float, watts: float | Sequence[float]) -> None:

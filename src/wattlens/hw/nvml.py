@@ -1,8 +1,10 @@
 """NVIDIA GPUs through NVML (nvidia-ml-py): the ONLY module of wattlens that imports pynvml.
 
 pynvml is imported inside `open_gpus` / methods, so `import wattlens.hw` works on a machine with
-no driver. Only read-only NVML calls are made here; clock and power-limit control lives in the
-dvfs layer behind an explicit opt-in.
+no driver. `NvmlGPU` makes only read-only NVML calls. The setters (locked clocks, power limit)
+live in `NvmlClockControl`, a capability object that cannot be built without
+`allow_clock_control=True`; the dvfs layer builds it only when the user passed
+`--allow-clock-control`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 import threading
 from typing import Any, Sequence
 
-from wattlens.core.errors import NotMeasured
+from wattlens.core.errors import ClockControlError, ClockControlRefused, NotMeasured
 from wattlens.hw.device import GPUDevice, throttle_reason_names
 
 _init_lock = threading.Lock()
@@ -231,3 +233,93 @@ def open_gpus(indices: Sequence[int] | None = None) -> list[GPUDevice]:
             raise NotMeasured(f"no NVIDIA GPU: CUDA ordinal {cuda_i} not visible ({len(physical)} visible)")
         gpus.append(NvmlGPU(physical[cuda_i], cuda_index=cuda_i))
     return gpus
+
+
+def parse_supported_clocks_mhz(values: Sequence[Any]) -> list[int]:
+    """NVML supported-clock lists -> unique positive MHz values, highest first."""
+    out = set()
+    for v in values:
+        mhz = int(round(float(v)))
+        if mhz > 0:
+            out.add(mhz)
+    return sorted(out, reverse=True)
+
+
+class NvmlClockControl:
+    """Setters for one NVML GPU: locked SM / memory clocks and the power limit.
+
+    Building one requires `allow_clock_control=True` (the user's explicit opt-in); nothing else
+    in wattlens calls an NVML setter. Every NVML failure becomes `ClockControlError` naming the
+    call and the reason (typically NoPermission: locking clocks needs root or an admin-granted
+    permission; NotSupported on GPUs without locked-clock support).
+    """
+
+    def __init__(self, gpu: "NvmlGPU", *, allow_clock_control: bool = False) -> None:
+        if allow_clock_control is not True:
+            raise ClockControlRefused("clock / power-limit control needs the explicit opt-in "
+                                      "--allow-clock-control")
+        self.gpu = gpu
+        self._nv = gpu._nv
+        self._h = gpu._h
+        self._sm_lock: tuple[int, int] | None = None  # what this object set (NVML cannot read a lock back)
+        self._mem_lock: tuple[int, int] | None = None
+
+    def _call(self, what: str, fn_name: str, *args: Any) -> Any:
+        nv = self._nv
+        try:
+            return getattr(nv, fn_name)(self._h, *args)
+        except Exception as e:
+            if isinstance(e, getattr(nv, "NVMLError_NoPermission", ())):
+                raise ClockControlError(f"{what} on GPU {self.gpu.index}: no permission ({fn_name}); "
+                                        "run as root or let an admin grant clock control") from e
+            if _is_not_supported(nv, e):
+                raise ClockControlError(f"{what} on GPU {self.gpu.index}: not supported by this GPU/driver "
+                                        f"({fn_name})") from e
+            raise ClockControlError(f"{what} on GPU {self.gpu.index} failed: {type(e).__name__}: {e}") from e
+
+    # ---- reads -------------------------------------------------------------------------------
+    def supported_mem_clocks_mhz(self) -> list[int]:
+        return parse_supported_clocks_mhz(self._call("reading supported memory clocks",
+                                                     "nvmlDeviceGetSupportedMemoryClocks"))
+
+    def supported_sm_clocks_mhz(self) -> list[int]:
+        """SM clocks supported at the highest memory clock (the ladder a sweep picks from)."""
+        mem = self.supported_mem_clocks_mhz()
+        if not mem:
+            return []
+        return parse_supported_clocks_mhz(self._call("reading supported SM clocks",
+                                                     "nvmlDeviceGetSupportedGraphicsClocks", mem[0]))
+
+    def locked_sm_clocks_mhz(self) -> tuple[int, int] | None:
+        """The lock this object applied, or None (NVML has no query for a lock set elsewhere)."""
+        return self._sm_lock
+
+    def locked_mem_clocks_mhz(self) -> tuple[int, int] | None:
+        return self._mem_lock
+
+    def power_limit_w(self) -> float:
+        return self._call("reading the power limit", "nvmlDeviceGetPowerManagementLimit") / 1000.0
+
+    def power_limit_range_w(self) -> tuple[float, float]:
+        lo, hi = self._call("reading power-limit constraints", "nvmlDeviceGetPowerManagementLimitConstraints")
+        return (lo / 1000.0, hi / 1000.0)
+
+    # ---- setters -----------------------------------------------------------------------------
+    def lock_sm_clocks(self, min_mhz: int, max_mhz: int) -> None:
+        self._call("locking SM clocks", "nvmlDeviceSetGpuLockedClocks", int(min_mhz), int(max_mhz))
+        self._sm_lock = (int(min_mhz), int(max_mhz))
+
+    def reset_sm_clocks(self) -> None:
+        self._call("resetting SM clocks", "nvmlDeviceResetGpuLockedClocks")
+        self._sm_lock = None
+
+    def lock_mem_clocks(self, min_mhz: int, max_mhz: int) -> None:
+        self._call("locking memory clocks", "nvmlDeviceSetMemoryLockedClocks", int(min_mhz), int(max_mhz))
+        self._mem_lock = (int(min_mhz), int(max_mhz))
+
+    def reset_mem_clocks(self) -> None:
+        self._call("resetting memory clocks", "nvmlDeviceResetMemoryLockedClocks")
+        self._mem_lock = None
+
+    def set_power_limit_w(self, watts: float) -> None:
+        self._call("setting the power limit", "nvmlDeviceSetPowerManagementLimit", int(round(watts * 1000)))
