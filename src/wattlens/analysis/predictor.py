@@ -67,7 +67,9 @@ def load_dataset(path: str | Path):
                          ("config_json", ""), ("family", "")):
         if col not in df.columns:
             df[col] = default
-    df = df.fillna({"overrides_json": "", "config_json": "", "family": "", "mode": "static", "dtype": "bf16"})
+    for col, default in (("overrides_json", ""), ("config_json", ""), ("family", ""), ("mode", "static"),
+                         ("dtype", "bf16")):
+        df[col] = df[col].astype(object).where(df[col].notna(), default).astype(str)
     if (df["family"] == "").any():
         df.loc[df["family"] == "", "family"] = df.loc[df["family"] == "", "model"].map(model_family)
     return df
@@ -233,12 +235,16 @@ class PhysicsResidualModel:
         y = np.asarray(y, dtype=float)
         self.physics.fit(X, y)
         r = np.log(y / self.physics.predict(X))
-        self.residual = RandomForestRegressor(n_estimators=200, min_samples_leaf=3, random_state=self.seed, n_jobs=-1)
+        self.residual = RandomForestRegressor(n_estimators=N_TREES["physics_residual"], min_samples_leaf=3, random_state=self.seed, n_jobs=-1)
         self.residual.fit(X, r)
         return self
 
     def predict(self, X):
         return self.physics.predict(X) * np.exp(self.residual.predict(X))
+
+
+# Ensemble sizes (fixed, not tuned). Tests shrink them to stay fast; results use these.
+N_TREES = {"random_forest": 300, "physics_residual": 200, "xgb_tree": 400, "xgb_linear": 200}
 
 
 def xgboost_available() -> bool:
@@ -271,17 +277,18 @@ def make_learner(name: str, seed: int = 0):
     if name == "svm_linear":
         return _LogTarget(scaled(LinearSVR(C=1.0, epsilon=0.0, max_iter=100_000, random_state=seed)))
     if name == "random_forest":
-        return _LogTarget(RandomForestRegressor(n_estimators=300, min_samples_leaf=2, random_state=seed, n_jobs=-1))
+        return _LogTarget(RandomForestRegressor(n_estimators=N_TREES["random_forest"], min_samples_leaf=2, random_state=seed, n_jobs=-1))
     if name in ("xgb_tree", "xgb_linear"):
         if not xgboost_available():
             raise BadInput("xgboost is not installed (pip install 'wattlens[predict]')")
         from xgboost import XGBRegressor
 
         if name == "xgb_tree":
-            return _LogTarget(XGBRegressor(n_estimators=400, max_depth=6, learning_rate=0.05, subsample=0.8,
-                                           random_state=seed, n_jobs=4))
-        return _LogTarget(scaled(XGBRegressor(booster="gblinear", n_estimators=400, learning_rate=0.5,
-                                              reg_lambda=1e-3, reg_alpha=0.0, random_state=seed)))
+            return _LogTarget(XGBRegressor(n_estimators=N_TREES["xgb_tree"], max_depth=6, learning_rate=0.05,
+                                           subsample=0.8, tree_method="hist", random_state=seed, n_jobs=1))
+        return _LogTarget(scaled(XGBRegressor(booster="gblinear", n_estimators=N_TREES["xgb_linear"],
+                                              learning_rate=0.5, reg_lambda=1e-3, reg_alpha=0.0, random_state=seed,
+                                              n_jobs=1)))
     raise BadInput(f"unknown learner {name!r}; choose from {', '.join(LEARNERS)}")
 
 
