@@ -339,6 +339,11 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False,
     console.print(table)
 
 
+from wattlens.cli.predict import register as register_predict  # noqa: E402
+
+register_predict(app)
+
+
 def main() -> None:
     """Entry point: BadInput -> one line on stderr, exit 2."""
     try:
