@@ -20,6 +20,7 @@ import pandas as pd
 
 from wattlens.analysis import predictor as P
 from wattlens.analysis.predict_dataset import rows_from_trials
+from wattlens.models.arithmetic import model_facts
 from wattlens.store.export import results_from_json
 
 
@@ -47,10 +48,10 @@ def main(argv=None) -> int:
     cv = P.repeated_cv(X, y, names, 5, a.repeats)
     (a.out / "table_ii_cv.md").write_text(f"# Repeated 5x{a.repeats} CV, {len(y)} rows\n\n{P.table_ii(cv)}\n")
     big = (df["batch_size"] >= 8).to_numpy()
-    eco = np.array([P.ecologits_gpu_energy_j(
-        __import__("wattlens.models.arithmetic", fromlist=["x"]).model_facts(
-            P.config_for_row(r.model, r.overrides_json, r.config_json)).params_active / 1e9,
-        r.output_tokens, int(r.gpu_count)) / 1.0 for r in df.itertuples()])
+    active_b = [model_facts(P.config_for_row(r.model, r.overrides_json, r.config_json)).params_active / 1e9
+                for r in df.itertuples()]
+    eco = np.array([P.ecologits_gpu_energy_j(p, r.output_tokens, int(r.gpu_count))
+                    for p, r in zip(active_b, df.itertuples())])
     for label, col in (("loao", "family"), ("logo", "gpu_name")):
         if df[col].nunique() < 2:
             (a.out / f"table_{label}.md").write_text(f"# {label}: only one {col} in the data; not computed\n")
