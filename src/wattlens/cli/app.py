@@ -343,10 +343,12 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False,
 
 # Sub-command groups live in their own modules (light imports, so `--help` stays instant).
 from wattlens.cli.dvfs import dvfs_app  # noqa: E402
+from wattlens.cli.predict import register as register_predict  # noqa: E402
 from wattlens.cli.workload import workload_app  # noqa: E402
 
 app.add_typer(dvfs_app, name="dvfs")
 app.add_typer(workload_app, name="workload")
+register_predict(app)
 
 
 def main() -> None:

@@ -1,0 +1,75 @@
+"""Turn stored trials into predictor dataset rows (one per trial x output length).
+
+Per-prompt energy = batch energy / prompts (From Prompts to Power's definition). A repetition
+yields one row at its full output length; when the runner stored counter reads at selected
+tokens (`token_energy_reads`: (token, seconds since window start, joules since window start)),
+`token_energy.energy_at_output_lengths` expands it to every requested output length. Across
+repetitions the median is kept, and the uncertainty is the larger of the reads' own error and the
+spread of the repetitions (half the interquartile range).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from wattlens.analysis.predictor import DATASET_COLUMNS, model_family
+from wattlens.analysis.token_energy import energy_at_output_lengths
+
+DEFAULT_OUTPUT_GRID = (1, 2, 4, 8, 16, 32, 64, 100, 128, 200, 256, 300, 400, 512, 600, 700, 800, 900, 1000, 1024)
+
+
+def _iqr_half(values: Sequence[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return (q[2] - q[0]) / 2.0
+
+
+def rows_from_trials(trials: Iterable[Any], env: dict | None = None,
+                     output_grid: Sequence[int] = DEFAULT_OUTPUT_GRID) -> list[dict[str, Any]]:
+    """Dataset rows (dicts with `DATASET_COLUMNS`) from `TrialResult`s of status 'ok'."""
+    env = env or {}
+    rows = []
+    for t in trials:
+        if t.status != "ok" or not t.repetitions:
+            continue
+        spec = t.spec
+        per_len: dict[int, list[tuple[float, float, float]]] = {}  # n -> [(energy J, sd J, time s)]
+        for rep in t.repetitions:
+            w = rep.energy
+            if w is None or w.energy_gpu_j is None:
+                continue
+            reads = getattr(rep, "token_energy_reads", None)
+            if reads and rep.token_times_s:
+                wanted = sorted({n for n in output_grid if n <= len(rep.token_times_s)} | {len(rep.token_times_s)})
+                for pe in energy_at_output_lengths(rep.token_times_s, reads, wanted, w.update_period_s or 0.1):
+                    if pe.energy_j is not None:
+                        per_len.setdefault(pe.output_tokens, []).append((pe.energy_j, pe.uncertainty_j, pe.time_s))
+            else:
+                per_len.setdefault(rep.output_tokens, []).append(
+                    (w.energy_gpu_j, w.energy_gpu_uncertainty_j or 0.0, rep.e2e_s))
+        has_reads = any(getattr(rep, "token_energy_reads", None) for rep in t.repetitions)
+        for n, vals in sorted(per_len.items()):
+            energies = [v[0] for v in vals]
+            e = statistics.median(energies)
+            unc = max(statistics.median([v[1] for v in vals]), _iqr_half(energies))
+            b = spec.batch_size
+            overrides = dict(spec.overrides)
+            rows.append({
+                "model": spec.model, "family": model_family(spec.model),
+                "overrides_json": json.dumps(overrides, sort_keys=True) if overrides else "", "config_json": "",
+                "gpu_name": t.gpu_name, "gpu_count": len((t.repetitions[0].energy.per_gpu_energy_j or (0,))),
+                "dtype": spec.dtype, "mode": spec.mode, "input_tokens": spec.ctx_tokens, "output_tokens": n,
+                "batch_size": b, "energy_batch_j": e, "energy_batch_uncertainty_j": unc,
+                "energy_per_prompt_j": e / b, "energy_per_prompt_uncertainty_j": unc / b,
+                "energy_per_output_token_j": e / (b * n), "time_s": statistics.median([v[2] for v in vals]),
+                "energy_source": "counter reads at tokens" if has_reads else "energy window",
+                "trial_id": spec.trial_id, "run_id": t.run_id, "measured_at": t.started_at,
+                "wattlens_version": env.get("wattlens_version", ""), "torch_version": env.get("torch_version", ""),
+                "transformers_version": env.get("transformers_version", ""),
+                "driver_version": env.get("driver_version", ""),
+            })
+    return [{k: r.get(k, "") for k in DATASET_COLUMNS} for r in rows]

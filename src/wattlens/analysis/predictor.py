@@ -1,0 +1,585 @@
+"""Energy-per-prompt predictor: learners, physics-informed model, validation, tables, baseline.
+
+The approach follows From Prompts to Power (seeds/002): regressors trained on the variables of its
+Table V, scored by repeated 5x5 cross-validation (its Table II) and on held-out models (its
+Table III), plus its mixed-size batch validation (its Fig. 12). On top of it:
+
+* physics features (`predict_features`) and a physics-informed model: energy = TDP x (theta_p x
+  prefill roofline time + theta_d x decode roofline time + theta_o x launch-bound time), thetas
+  fitted >= 0 on relative error, with a learned multiplicative residual. Being a product of
+  roofline times and a power scale, it extrapolates to bigger models and other GPUs where trees
+  cannot;
+* validations that hold out what a user will actually ask about: leave-one-architecture-out
+  (grouped by model family, variants included: a family never straddles train and test) and
+  leave-one-GPU-out;
+* EcoLogits' per-output-token formula as a baseline, scored on the same held-out points.
+
+All learners except the physics ones fit log(energy per prompt) and predict exp(.) (the study's
+linear models reached MAPEs of 100-200% on the raw scale); metrics are always on the raw scale.
+Hyper-parameters are fixed (stated in `make_learner`), not tuned per fold.
+
+scikit-learn / xgboost are imported lazily (optional extra `predict`); the uncalibrated physics
+model needs numpy only, so `wattlens predict` works on a bare install.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wattlens.analysis.predict_features import ALL_FEATURES, Request, request_features
+from wattlens.core.errors import BadInput
+
+J_PER_WH = 3600.0
+
+# ---- dataset -----------------------------------------------------------------------------------
+
+# Columns of data/predictor/*.csv (data/README.md describes them). Features are recomputed from
+# model + overrides (or config_json) + gpu_name, so the file stays small and features can evolve.
+DATASET_COLUMNS = (
+    "model", "family", "overrides_json", "config_json", "gpu_name", "gpu_count", "dtype", "mode",
+    "input_tokens", "output_tokens", "batch_size", "energy_batch_j", "energy_batch_uncertainty_j",
+    "energy_per_prompt_j", "energy_per_prompt_uncertainty_j", "energy_per_output_token_j", "time_s",
+    "energy_source", "trial_id", "run_id", "measured_at", "wattlens_version", "torch_version",
+    "transformers_version", "driver_version",
+)
+REQUIRED_COLUMNS = ("model", "gpu_name", "input_tokens", "output_tokens", "batch_size", "energy_per_prompt_j")
+
+
+def load_dataset(path: str | Path):
+    """Read a dataset CSV or Parquet into a pandas DataFrame, checking the required columns."""
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise BadInput(f"no dataset file {p}")
+    df = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise BadInput(f"dataset {p} lacks column(s) {missing}")
+    for col, default in (("gpu_count", 1), ("dtype", "bf16"), ("mode", "static"), ("overrides_json", ""),
+                         ("config_json", ""), ("family", "")):
+        if col not in df.columns:
+            df[col] = default
+    for col, default in (("overrides_json", ""), ("config_json", ""), ("family", ""), ("mode", "static"),
+                         ("dtype", "bf16")):
+        df[col] = df[col].astype(object).where(df[col].notna(), default).astype(str)
+    if (df["family"] == "").any():
+        df.loc[df["family"] == "", "family"] = df.loc[df["family"] == "", "model"].map(model_family)
+    return df
+
+
+def model_family(model: str) -> str:
+    """The catalog family of a model name (variants share their base model's family)."""
+    from wattlens.models.catalog import list_catalog
+
+    for e in list_catalog():
+        if model.lower() in (e.name.lower(), (e.hf_id or "").lower()):
+            return e.family
+    return model
+
+
+def config_for_row(model: str, overrides_json: str = "", config_json: str = "") -> dict:
+    """The HF config dict of a dataset row: `config_json` when given, else catalog + overrides."""
+    if config_json:
+        return json.loads(config_json)
+    from wattlens.models.catalog import resolve_model
+
+    overrides = tuple(sorted(json.loads(overrides_json).items())) if overrides_json else ()
+    return resolve_model(model, overrides).config
+
+
+def feature_matrix(df) -> np.ndarray:
+    """Rows x `ALL_FEATURES` for a dataset frame (configs and GPU rows cached)."""
+    from wattlens.hw.specs import gpu_spec_by_name
+    from wattlens.models.arithmetic import model_facts
+
+    cfg_cache: dict[tuple, tuple] = {}
+    gpu_cache: dict[str, Any] = {}
+    rows = []
+    for r in df.itertuples(index=False):
+        key = (r.model, r.overrides_json, r.config_json)
+        if key not in cfg_cache:
+            cfg = config_for_row(r.model, r.overrides_json, r.config_json)
+            cfg_cache[key] = (cfg, model_facts(cfg))
+        cfg, facts = cfg_cache[key]
+        if r.gpu_name not in gpu_cache:
+            gpu_cache[r.gpu_name] = gpu_spec_by_name(r.gpu_name)
+        req = Request(int(r.input_tokens), int(r.output_tokens), int(r.batch_size), str(r.dtype), str(r.mode),
+                      int(r.gpu_count))
+        f = request_features(cfg, req, gpu_cache[r.gpu_name], facts)
+        rows.append([f[k] for k in ALL_FEATURES])
+    return np.asarray(rows, dtype=float)
+
+
+# ---- metrics -----------------------------------------------------------------------------------
+
+
+def regression_metrics(y_true_j: Sequence[float], y_pred_j: Sequence[float]) -> dict[str, float]:
+    """R^2, RMSE and MAE in J and Wh, MAPE in %, on the raw (joule) scale."""
+    y = np.asarray(y_true_j, dtype=float)
+    p = np.asarray(y_pred_j, dtype=float)
+    if y.shape != p.shape or y.size == 0:
+        raise BadInput("metrics need equal-length, non-empty arrays")
+    err = p - y
+    ss_res = float(np.sum(err**2))
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    rmse = math.sqrt(ss_res / y.size)
+    mae = float(np.mean(np.abs(err)))
+    return {
+        "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan"),
+        "rmse_j": rmse,
+        "mae_j": mae,
+        "rmse_wh": rmse / J_PER_WH,
+        "mae_wh": mae / J_PER_WH,
+        "mape_pct": float(np.mean(np.abs(err) / np.abs(y)) * 100.0),
+        "n": int(y.size),
+    }
+
+
+# ---- learners ----------------------------------------------------------------------------------
+
+LEARNERS = ("linear", "elastic_net", "svm_linear", "random_forest", "xgb_tree", "xgb_linear", "physics",
+            "physics_residual")
+STUDY_NAMES = {  # row labels of the study's tables
+    "linear": "Linear Model", "elastic_net": "Glmnet", "svm_linear": "SVM Linear", "random_forest": "Random Forest",
+    "xgb_tree": "XGB", "xgb_linear": "XGB Linear", "physics": "Physics (roofline x power)",
+    "physics_residual": "Physics + learned residual",
+}
+_IDX = {name: i for i, name in enumerate(ALL_FEATURES)}
+
+
+class _LogTarget:
+    """Fits an estimator on log(y) and predicts exp(.)."""
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+
+    def fit(self, X, y):
+        self.estimator.fit(X, np.log(y))
+        return self
+
+    def predict(self, X):
+        return np.exp(np.clip(self.estimator.predict(X), -50, 50))
+
+
+# Uncalibrated physics parameters (used before any dataset exists; NOT fitted to measurements):
+# prefill at 50% of peak dense FLOP/s drawing 90% of TDP -> 0.9/0.5; decode at 60% of HBM bandwidth
+# drawing 60% of TDP -> 0.6/0.6; a launch-bound floor of 0.1 ms per layer per decode step drawing
+# 30% of TDP. They are round engineering guesses, stated so, with a wide interval.
+UNCALIBRATED_THETA = (1.8, 1.0, 0.3)
+UNCALIBRATED_TIME_THETA = (2.0, 1.0 / 0.6, 1.0)  # s per roofline s (prefill, decode), per 0.1 ms layer-step
+UNCALIBRATED_LOG_INTERVAL = (-math.log(3.0), math.log(3.0))  # x/÷ 3
+LAYER_STEP_S = 1e-4
+
+
+def physics_basis(X: np.ndarray) -> np.ndarray:
+    """Per-prompt energy bases in joules: TDP x (prefill roofline s, decode roofline s, launch s) / batch."""
+    X = np.atleast_2d(X)
+    tdp = X[:, _IDX["gpu_tdp_w"]]
+    b = X[:, _IDX["batch_size"]]
+    return np.column_stack([
+        tdp * X[:, _IDX["prefill_roofline_s"]] / b,
+        tdp * X[:, _IDX["decode_roofline_s"]] / b,
+        tdp * X[:, _IDX["layer_steps"]] * LAYER_STEP_S / b,
+    ])
+
+
+def time_basis(X: np.ndarray) -> np.ndarray:
+    """Request time bases in seconds: prefill roofline, decode roofline, launch-bound floor."""
+    X = np.atleast_2d(X)
+    return np.column_stack([X[:, _IDX["prefill_roofline_s"]], X[:, _IDX["decode_roofline_s"]],
+                            X[:, _IDX["layer_steps"]] * LAYER_STEP_S])
+
+
+def _nnls_relative(A: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """theta >= 0 minimising sum(((A theta - y) / y)^2)."""
+    from scipy.optimize import nnls
+
+    w = 1.0 / y
+    theta, _ = nnls(A * w[:, None], y * w)
+    return theta
+
+
+class PhysicsModel:
+    """Energy per prompt = physics_basis(X) @ theta; theta >= 0 fitted on relative error."""
+
+    def __init__(self, theta: Sequence[float] = UNCALIBRATED_THETA):
+        self.theta = np.asarray(theta, dtype=float)
+
+    def fit(self, X, y):
+        self.theta = _nnls_relative(physics_basis(X), np.asarray(y, dtype=float))
+        return self
+
+    def predict(self, X):
+        return np.maximum(physics_basis(X) @ self.theta, 1e-12)
+
+
+class PhysicsResidualModel:
+    """Physics model times exp(a tree ensemble's prediction of log(measured / physics))."""
+
+    def __init__(self, seed: int = 0):
+        self.physics = PhysicsModel()
+        self.seed = seed
+        self.residual = None
+
+    def fit(self, X, y):
+        from sklearn.ensemble import RandomForestRegressor
+
+        y = np.asarray(y, dtype=float)
+        self.physics.fit(X, y)
+        r = np.log(y / self.physics.predict(X))
+        self.residual = RandomForestRegressor(n_estimators=N_TREES["physics_residual"], min_samples_leaf=3, random_state=self.seed, n_jobs=-1)
+        self.residual.fit(X, r)
+        return self
+
+    def predict(self, X):
+        return self.physics.predict(X) * np.exp(self.residual.predict(X))
+
+
+# Ensemble sizes (fixed, not tuned). Tests shrink them to stay fast; results use these.
+N_TREES = {"random_forest": 300, "physics_residual": 200, "xgb_tree": 400, "xgb_linear": 200}
+
+
+def xgboost_available() -> bool:
+    try:
+        import xgboost  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def make_learner(name: str, seed: int = 0):
+    """A fresh, unfitted learner by name (see `LEARNERS`)."""
+    if name == "physics":
+        return PhysicsModel()
+    if name == "physics_residual":
+        return PhysicsResidualModel(seed)
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.linear_model import ElasticNet, LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+    from sklearn.svm import LinearSVR
+
+    def scaled(est):  # features are non-negative sizes and counts: log1p, then standardise
+        return make_pipeline(FunctionTransformer(_signed_log1p), StandardScaler(), est)
+
+    if name == "linear":
+        return _LogTarget(scaled(LinearRegression()))
+    if name == "elastic_net":
+        return _LogTarget(scaled(ElasticNet(alpha=1e-3, l1_ratio=0.5, max_iter=50_000)))
+    if name == "svm_linear":
+        return _LogTarget(scaled(LinearSVR(C=1.0, epsilon=0.0, max_iter=100_000, random_state=seed)))
+    if name == "random_forest":
+        return _LogTarget(RandomForestRegressor(n_estimators=N_TREES["random_forest"], min_samples_leaf=2, random_state=seed, n_jobs=-1))
+    if name in ("xgb_tree", "xgb_linear"):
+        if not xgboost_available():
+            raise BadInput("xgboost is not installed (pip install 'wattlens[predict]')")
+        from xgboost import XGBRegressor
+
+        if name == "xgb_tree":
+            return _LogTarget(XGBRegressor(n_estimators=N_TREES["xgb_tree"], max_depth=6, learning_rate=0.05,
+                                           subsample=0.8, tree_method="hist", random_state=seed, n_jobs=1))
+        return _LogTarget(scaled(XGBRegressor(booster="gblinear", n_estimators=N_TREES["xgb_linear"],
+                                              learning_rate=0.5, reg_lambda=1e-3, reg_alpha=0.0, random_state=seed,
+                                              n_jobs=1)))
+    raise BadInput(f"unknown learner {name!r}; choose from {', '.join(LEARNERS)}")
+
+
+def _signed_log1p(X):
+    return np.sign(X) * np.log1p(np.abs(X))
+
+
+def available_learners() -> tuple[str, ...]:
+    return tuple(n for n in LEARNERS if xgboost_available() or not n.startswith("xgb"))
+
+
+# ---- validation --------------------------------------------------------------------------------
+
+
+def repeated_kfold_indices(n: int, n_splits: int = 5, n_repeats: int = 5, seed: int = 0):
+    """(repeat, train_idx, test_idx) for repeated k-fold on n rows (the study's 5 x 5)."""
+    rng = np.random.default_rng(seed)
+    for rep in range(n_repeats):
+        perm = rng.permutation(n)
+        for fold in np.array_split(perm, n_splits):
+            test = np.sort(fold)
+            train = np.setdiff1d(np.arange(n), test)
+            yield rep, train, test
+
+
+def leave_one_group_out_indices(groups: Sequence[Any]):
+    """(group, train_idx, test_idx): each group held out once; a group is never on both sides."""
+    g = np.asarray(groups)
+    for value in sorted(set(g.tolist()), key=str):
+        test = np.flatnonzero(g == value)
+        train = np.flatnonzero(g != value)
+        yield value, train, test
+
+
+@dataclass
+class CVResult:
+    learner: str
+    folds: list[dict[str, float]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float]:
+        out: dict[str, float] = {"learner": self.learner}
+        for key in ("rmse_j", "rmse_wh", "r2", "mae_j", "mae_wh", "mape_pct"):
+            vals = np.array([f[key] for f in self.folds], dtype=float)
+            out[key] = float(np.nanmean(vals))
+            out[key + "_sd"] = float(np.nanstd(vals, ddof=1)) if len(vals) > 1 else 0.0
+        out["folds"] = len(self.folds)
+        return out
+
+
+def repeated_cv(X: np.ndarray, y: np.ndarray, learners: Iterable[str], n_splits: int = 5, n_repeats: int = 5,
+                seed: int = 0) -> list[CVResult]:
+    """Repeated k-fold CV (rows shuffled regardless of model: the study's Table II protocol)."""
+    results = []
+    for name in learners:
+        res = CVResult(name)
+        for _, tr, te in repeated_kfold_indices(len(y), n_splits, n_repeats, seed):
+            model = make_learner(name, seed).fit(X[tr], y[tr])
+            res.folds.append(regression_metrics(y[te], model.predict(X[te])))
+        results.append(res)
+    return results
+
+
+@dataclass
+class HeldOutResult:
+    learner: str
+    y_true_j: np.ndarray
+    y_pred_j: np.ndarray
+    groups: np.ndarray
+
+    def pooled(self, mask: np.ndarray | None = None) -> dict[str, float]:
+        m = np.ones(len(self.y_true_j), bool) if mask is None else mask
+        return {"learner": self.learner, **regression_metrics(self.y_true_j[m], self.y_pred_j[m])}
+
+    def per_group(self) -> list[dict[str, Any]]:
+        return [{"group": g, **self.pooled(self.groups == g)} for g in sorted(set(self.groups.tolist()), key=str)]
+
+
+def held_out_cv(X: np.ndarray, y: np.ndarray, groups: Sequence[Any], learners: Iterable[str],
+                seed: int = 0) -> list[HeldOutResult]:
+    """Leave-one-group-out predictions for each learner (LOAO with families, LOGO with GPUs)."""
+    g = np.asarray(groups)
+    out = []
+    for name in learners:
+        pred = np.full(len(y), np.nan)
+        for _, tr, te in leave_one_group_out_indices(g):
+            if len(tr) == 0:
+                raise BadInput("leave-one-group-out needs at least two groups")
+            pred[te] = make_learner(name, seed).fit(X[tr], y[tr]).predict(X[te])
+        out.append(HeldOutResult(name, np.asarray(y, float), pred, g))
+    return out
+
+
+def held_out_baseline(y: np.ndarray, pred: np.ndarray, groups: Sequence[Any], label: str) -> HeldOutResult:
+    """Wrap a fixed baseline's predictions (no fitting) so it is scored like the learners."""
+    return HeldOutResult(label, np.asarray(y, float), np.asarray(pred, float), np.asarray(groups))
+
+
+# ---- EcoLogits baseline --------------------------------------------------------------------------
+
+# EcoLogits' LLM inference model: GPU energy per output token (kWh) = alpha x active params (billions)
+# + beta, 95% interval +-1.96 x stdev, scaled by the number of GPUs needed, input tokens and batch size
+# not used. Constants as published in genai-impact/ecologits, file ecologits/impacts/llm.py
+# (GPU_ENERGY_ALPHA, GPU_ENERGY_BETA, GPU_ENERGY_STDEV) at commit 00d1915eb2b292e0204470d38401d86d6543fdf9;
+# the same values appear in the project's JS port and third-party ports citing methodology v0.4.0.
+# We did not verify which release tags carry them, and later releases changed the model; they are
+# parameters here so another version can be scored with the same code.
+ECOLOGITS_ALPHA_KWH_PER_TOKEN_PER_BPARAM = 8.91e-8
+ECOLOGITS_BETA_KWH_PER_TOKEN = 1.43e-6
+ECOLOGITS_STDEV_KWH_PER_TOKEN = 5.19e-7
+ECOLOGITS_SOURCE = "genai-impact/ecologits ecologits/impacts/llm.py @ 00d1915e (alpha 8.91e-8, beta 1.43e-6 kWh/token)"
+
+
+def ecologits_gpu_energy_j(active_params_b: float, output_tokens: float, gpu_count: int = 1,
+                           alpha_kwh: float = ECOLOGITS_ALPHA_KWH_PER_TOKEN_PER_BPARAM,
+                           beta_kwh: float = ECOLOGITS_BETA_KWH_PER_TOKEN) -> float:
+    """EcoLogits' GPU energy of one request in joules (GPU term only: no server share, no PUE).
+
+    We compare against measured GPU energy, so the server and PUE terms EcoLogits adds on top are
+    left out; `gpu_count` is the number of GPUs actually used (EcoLogits derives it from a 4-bit
+    memory estimate).
+    """
+    per_token_kwh = alpha_kwh * active_params_b + beta_kwh
+    return output_tokens * per_token_kwh * gpu_count * 3.6e6
+
+
+# ---- mixed-size validation (the study's Fig. 12) ------------------------------------------------
+
+
+def mixed_batch_energy_j(predict_per_prompt: Callable[[int, int, int], float],
+                         prompts: Sequence[tuple[int, int]]) -> float:
+    """Predicted energy of a batch of heterogeneous prompts: the sum of per-prompt predictions.
+
+    Each prompt (input_tokens, output_tokens) is predicted alone at the batch's size, as the
+    study did; `predict_per_prompt(input_tokens, output_tokens, batch_size)` returns joules.
+    """
+    b = len(prompts)
+    if b == 0:
+        raise BadInput("empty batch")
+    return float(sum(predict_per_prompt(i, o, b) for i, o in prompts))
+
+
+def mixed_size_summary(measured_batch_j: Sequence[float], predicted_batch_j: Sequence[float],
+                       batch_sizes: Sequence[int]) -> dict[str, float]:
+    """Metrics on batch totals, and RMSE normalised by prompts per batch (the study's two figures)."""
+    m = np.asarray(measured_batch_j, float)
+    p = np.asarray(predicted_batch_j, float)
+    b = np.asarray(batch_sizes, float)
+    total = regression_metrics(m, p)
+    per_prompt = regression_metrics(m / b, p / b)
+    return {**{f"batch_{k}": v for k, v in total.items()}, **{f"per_prompt_{k}": v for k, v in per_prompt.items()}}
+
+
+def plot_mixed_size(measured_batch_j, predicted_batch_j, path: str | Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = np.asarray(measured_batch_j, float) / J_PER_WH
+    p = np.asarray(predicted_batch_j, float) / J_PER_WH
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.scatter(m, p, s=12)
+    lo, hi = min(m.min(), p.min()), max(m.max(), p.max())
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    ax.set_xlabel("measured batch energy (Wh)")
+    ax.set_ylabel("sum of per-prompt predictions (Wh)")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ---- tables in the study's format ---------------------------------------------------------------
+
+
+def _fmt(v: float, digits: int = 4) -> str:
+    return "nan" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def table_ii(results: Sequence[CVResult], unit: str = "wh") -> str:
+    """Repeated-CV summary in the study's Table II layout (RMSE, RMSEsd, R2, R2SD, MAE, MAESD, MAPE, MAPESD)."""
+    u = unit.lower()
+    lines = [f"| model | RMSE ({u.upper() if u == 'j' else 'Wh'}) | RMSEsd | R2 | R2SD | MAE | MAESD | MAPE (%) | MAPESD |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        s = r.summary()
+        lines.append(f"| {STUDY_NAMES.get(r.learner, r.learner)} | {_fmt(s[f'rmse_{u}'])} | {_fmt(s[f'rmse_{u}_sd'])} | "
+                     f"{_fmt(s['r2'])} | {_fmt(s['r2_sd'])} | {_fmt(s[f'mae_{u}'])} | {_fmt(s[f'mae_{u}_sd'])} | "
+                     f"{_fmt(s['mape_pct'], 2)} | {_fmt(s['mape_pct_sd'], 2)} |")
+    return "\n".join(lines)
+
+
+def table_iii(rows: Sequence[Mapping[str, Any]], unit: str = "wh") -> str:
+    """Held-out results in the study's Table III layout (R2, RMSE, MAE, MAPE), one row per learner."""
+    u = unit.lower()
+    lines = [f"| model | R2 | RMSE ({'J' if u == 'j' else 'Wh'}) | MAE | MAPE (%) | n |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {STUDY_NAMES.get(r['learner'], r['learner'])} | {_fmt(r['r2'])} | {_fmt(r[f'rmse_{u}'])} | "
+                     f"{_fmt(r[f'mae_{u}'])} | {_fmt(r['mape_pct'], 2)} | {r['n']} |")
+    return "\n".join(lines)
+
+
+# ---- fitted bundles and prediction ---------------------------------------------------------------
+
+DEFAULT_PREDICTOR = Path(__file__).with_name("data") / "default_predictor.pkl"
+
+
+@dataclass
+class PredictorBundle:
+    """A fitted learner with what `wattlens predict` needs to answer and to say what it is."""
+
+    learner: str
+    model: Any
+    log_interval: tuple[float, float]  # 5th/95th percentiles of log(measured/predicted), out of fold
+    time_theta: tuple[float, float, float]
+    calibrated: bool
+    trained_on: dict[str, Any] = field(default_factory=dict)
+
+    def predict_features(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        X = np.atleast_2d(X)
+        e = np.asarray(self.model.predict(X), float)
+        t = time_basis(X) @ np.asarray(self.time_theta)
+        lo, hi = self.log_interval
+        return {"energy_per_prompt_j": e, "energy_low_j": e * math.exp(lo), "energy_high_j": e * math.exp(hi),
+                "time_s": t}
+
+
+def uncalibrated_bundle() -> PredictorBundle:
+    return PredictorBundle(
+        learner="physics (UNCALIBRATED: roofline x assumed power; no measured data)",
+        model=PhysicsModel(UNCALIBRATED_THETA), log_interval=UNCALIBRATED_LOG_INTERVAL,
+        time_theta=UNCALIBRATED_TIME_THETA, calibrated=False,
+        trained_on={"note": "parameters are stated assumptions, see predictor.UNCALIBRATED_THETA"},
+    )
+
+
+def fit_bundle(X: np.ndarray, y: np.ndarray, learner: str, groups: Sequence[Any] | None = None,
+               time_s: np.ndarray | None = None, seed: int = 0, trained_on: dict | None = None) -> PredictorBundle:
+    """Fit `learner` on all rows; the interval comes from out-of-fold (grouped if given) residuals."""
+    y = np.asarray(y, float)
+    if groups is not None and len(set(np.asarray(groups).tolist())) > 1:
+        folds = leave_one_group_out_indices(groups)
+        splits = [(tr, te) for _, tr, te in folds]
+    else:
+        splits = [(tr, te) for _, tr, te in repeated_kfold_indices(len(y), 5, 1, seed)]
+    oof = np.full(len(y), np.nan)
+    for tr, te in splits:
+        oof[te] = make_learner(learner, seed).fit(X[tr], y[tr]).predict(X[te])
+    r = np.log(y / oof)
+    r = r[np.isfinite(r)]
+    interval = (float(np.percentile(r, 5)), float(np.percentile(r, 95))) if r.size >= 20 else UNCALIBRATED_LOG_INTERVAL
+    if time_s is not None and np.all(np.isfinite(time_s)) and len(time_s) >= 3:
+        theta_t = tuple(float(v) for v in _nnls_relative(time_basis(X), np.asarray(time_s, float)))
+    else:
+        theta_t = UNCALIBRATED_TIME_THETA
+    model = make_learner(learner, seed).fit(X, y)
+    return PredictorBundle(learner, model, interval, theta_t, True, dict(trained_on or {}))
+
+
+def save_bundle(bundle: PredictorBundle, path: str | Path) -> None:
+    import pickle
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        pickle.dump(bundle, f)
+
+
+def load_bundle(path: str | Path | None = None) -> PredictorBundle:
+    """A saved bundle (only load files you trust: this is pickle); the shipped default if it exists
+    and no path is given; otherwise the uncalibrated physics model."""
+    import pickle
+
+    p = Path(path) if path else DEFAULT_PREDICTOR
+    if not p.is_file():
+        if path:
+            raise BadInput(f"no predictor file {p}")
+        return uncalibrated_bundle()
+    try:
+        with open(p, "rb") as f:
+            bundle = pickle.load(f)
+    except ModuleNotFoundError as e:
+        raise BadInput(f"predictor {p} needs {e.name}: pip install 'wattlens[predict]'") from None
+    if not isinstance(bundle, PredictorBundle):
+        raise BadInput(f"{p} is not a wattlens predictor")
+    return bundle
+
+
+def predict_request(config: Mapping[str, Any], req: Request, gpu, bundle: PredictorBundle) -> dict[str, Any]:
+    """Energy per prompt (with interval), batch energy and time of one request shape."""
+    f = request_features(config, req, gpu)
+    X = np.asarray([[f[k] for k in ALL_FEATURES]])
+    p = {k: float(v[0]) for k, v in bundle.predict_features(X).items()}
+    return {**p, "energy_batch_j": p["energy_per_prompt_j"] * req.batch_size, "learner": bundle.learner,
+            "calibrated": bundle.calibrated, "features": f}

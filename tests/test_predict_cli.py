@@ -1,0 +1,83 @@
+"""`wattlens predict` / `wattlens train` on a fresh install (no dataset, no fitted model shipped)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from wattlens.analysis import predictor as P
+from wattlens.cli.app import app
+
+runner = CliRunner()
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def test_predict_without_dataset_is_labelled_uncalibrated():
+    assert not P.DEFAULT_PREDICTOR.exists() or P.load_bundle().calibrated
+    r = runner.invoke(app, ["predict", "--model", "llama-3.1-8b", "--gpu", "H100", "--input", "300", "--output", "300",
+                            "--batch", "8", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    e = doc["total_energy_per_prompt_j"]
+    assert doc["calibrated"] is False and "UNCALIBRATED" in doc["learner"]
+    assert doc["total_energy_low_j"] == pytest.approx(e / 3) and doc["total_energy_high_j"] == pytest.approx(e * 3)
+    assert e > 0 and doc["total_time_s"] > 0
+
+
+def test_predict_any_config_file_and_batch_lowers_per_prompt_energy(tmp_path):
+    cfg = dict(model_type="qwen3_moe", vocab_size=1000, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
+               num_attention_heads=8, num_key_value_heads=2, head_dim=32, num_experts=16, num_experts_per_tok=2,
+               moe_intermediate_size=128)
+    (tmp_path / "my.json").write_text(json.dumps(cfg))
+    vals = []
+    for b in ("1", "16"):
+        r = runner.invoke(app, ["predict", "--model", str(tmp_path / "my.json"), "--batch", b, "--json"])
+        assert r.exit_code == 0, r.output
+        vals.append(json.loads(r.output)["total_energy_per_prompt_j"])
+    assert vals[1] < vals[0]
+
+
+def test_conversation_energy_and_carbon(tmp_path):
+    turns = [{"role": "user", "tokens": 100}, {"role": "assistant", "tokens": 200},
+             {"role": "user", "content": "x" * 400}, {"role": "assistant", "tokens": 50}]
+    (tmp_path / "c.json").write_text(json.dumps(turns))
+    r = runner.invoke(app, ["predict", "--conversation", str(tmp_path / "c.json"), "--grid-gco2-per-kwh", "400", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert [(q["input_tokens"], q["output_tokens"]) for q in doc["requests"]] == [(100, 200), (400, 50)]
+    assert doc["total_energy_per_prompt_j"] == pytest.approx(sum(q["energy_per_prompt_j"] for q in doc["requests"]))
+    assert doc["carbon_gco2"] == pytest.approx(doc["total_energy_per_prompt_j"] / 3.6e6 * 400)
+
+
+def test_bad_gpu_exits_2():
+    r = runner.invoke(app, ["predict", "--gpu", "H900"])
+    assert r.exit_code != 0
+
+
+def test_fresh_process_imports_no_sklearn():
+    code = ("import sys; from wattlens.cli.app import main; sys.argv=['wattlens','predict','--json']; "
+            "import contextlib, io\nwith contextlib.redirect_stdout(io.StringIO()):\n    try: main()\n    except SystemExit: pass\n"
+            "print('sklearn' in sys.modules, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(SRC)})
+    assert out.stdout.strip() == "False False", out.stderr
+
+
+def test_train_then_predict_with_fitted_model(tmp_path, monkeypatch):
+    pytest.importorskip("sklearn")
+    monkeypatch.setattr(P, "N_TREES", {"random_forest": 20, "physics_residual": 20, "xgb_tree": 20, "xgb_linear": 20})
+    # SYNTHETIC rows from a known formula (test-only)
+    from test_predict_pipeline import synthetic_frame
+
+    df, X, y = synthetic_frame(seed=3)
+    df["time_s"] = P.time_basis(X) @ np.array([2.0, 1.5, 1.0])
+    df.to_csv(tmp_path / "d.csv", index=False)
+    r = runner.invoke(app, ["train", "--dataset", str(tmp_path / "d.csv"), "--learner", "physics",
+                            "--out", str(tmp_path / "p.pkl")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["predict", "--predictor", str(tmp_path / "p.pkl"), "--json"])
+    doc = json.loads(r.output)
+    assert doc["calibrated"] is True and doc["learner"] == "physics"

@@ -1,0 +1,145 @@
+"""The training / validation pipeline on a SYNTHETIC dataset made in this file from a known formula.
+
+Test-only: these numbers are never shipped or reported as results.
+"""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("sklearn")
+
+from wattlens.analysis import predictor as P  # noqa: E402
+from wattlens.analysis.predict_features import ALL_FEATURES  # noqa: E402
+
+MODELS = [("llama-3.2-1b", {}), ("llama-3.2-1b", {"num_hidden_layers": 8}), ("llama-3.2-3b", {}),
+          ("qwen2.5-0.5b", {}), ("qwen2.5-0.5b", {"hidden_size": 1024, "num_attention_heads": 16}),
+          ("qwen3-30b-a3b", {"num_hidden_layers": 8}), ("qwen3-30b-a3b", {"num_hidden_layers": 8, "num_experts_per_tok": 4}),
+          ("mistral-7b-v0.3", {"num_hidden_layers": 8}), ("phi-2", {}), ("opt-1.3b", {})]
+GPUS = ["H100", "H200", "A100"]
+TRUE_THETA = np.array([2.0, 1.2, 0.5])
+
+
+def synthetic_frame(seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for model, ov in MODELS:
+        for gpu in GPUS:
+            for _ in range(6):
+                rows.append(dict(model=model, overrides_json=json.dumps(ov) if ov else "", config_json="", gpu_name=gpu,
+                                 gpu_count=1, dtype="bf16", mode="static", input_tokens=int(rng.integers(16, 1000)),
+                                 output_tokens=int(rng.integers(2, 1000)), batch_size=int(rng.choice([1, 8, 16, 64])),
+                                 energy_per_prompt_j=np.nan))
+    df = pd.DataFrame(rows)
+    df["family"] = df["model"].map(P.model_family)
+    X = P.feature_matrix(df)
+    # known formula: the physics bases with fixed thetas and 3% multiplicative noise
+    y = (P.physics_basis(X) @ TRUE_THETA) * np.exp(rng.normal(0, 0.03, len(df)))
+    df["energy_per_prompt_j"] = y
+    return df, X, y
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic_frame()
+
+
+@pytest.fixture(autouse=True)
+def small_ensembles(monkeypatch):
+    monkeypatch.setattr(P, "N_TREES", {"random_forest": 40, "physics_residual": 30, "xgb_tree": 60, "xgb_linear": 60})
+
+
+def test_families_come_from_catalog(data):
+    df, X, y = data
+    assert X.shape == (len(df), len(ALL_FEATURES))
+    assert set(df["family"]) == {"llama", "qwen", "mistral", "phi", "opt"}
+
+
+def test_grouped_folds_never_leak_a_family(data):
+    df, _, _ = data
+    seen = []
+    for fam, tr, te in P.leave_one_group_out_indices(df["family"]):
+        assert set(df["family"].iloc[tr]).isdisjoint(set(df["family"].iloc[te]))
+        assert set(df["family"].iloc[te]) == {fam}
+        assert len(tr) + len(te) == len(df)
+        seen.append(fam)
+    assert sorted(seen) == sorted(set(df["family"]))
+    # the variants of a model are in the same held-out fold as the model itself
+    for _, tr, te in P.leave_one_group_out_indices(df["family"]):
+        assert set(df["model"].iloc[tr]).isdisjoint(set(df["model"].iloc[te]))
+
+
+def test_repeated_cv_is_5x5_and_covers_every_row():
+    seen = {}
+    for rep, tr, te in P.repeated_kfold_indices(23, 5, 5, seed=1):
+        assert len(np.intersect1d(tr, te)) == 0 and len(tr) + len(te) == 23
+        seen.setdefault(rep, []).extend(te.tolist())
+    assert len(seen) == 5 and all(sorted(v) == list(range(23)) for v in seen.values())
+
+
+def test_physics_recovers_known_thetas_and_extrapolates(data):
+    df, X, y = data
+    m = P.PhysicsModel().fit(X, y)
+    assert m.theta == pytest.approx(TRUE_THETA, rel=0.05)
+    # leave-one-GPU-out: physics keeps MAPE near the noise level on an unseen GPU
+    res = P.held_out_cv(X, y, df["gpu_name"], ["physics"])[0]
+    assert res.pooled()["mape_pct"] < 5.0
+
+
+def test_all_learners_run_and_tables_render(data):
+    df, X, y = data
+    names = P.available_learners()
+    assert {"linear", "elastic_net", "svm_linear", "random_forest", "physics", "physics_residual"} <= set(names)
+    cv = P.repeated_cv(X, y, names, n_splits=5, n_repeats=2)
+    t2 = P.table_ii(cv)
+    assert t2.count("\n") == len(names) + 1 and "Random Forest" in t2 and "MAPESD" in t2
+    summ = {r.learner: r.summary() for r in cv}
+    assert summ["physics"]["mape_pct"] < 5.0  # the data came from the physics formula
+    assert summ["random_forest"]["mape_pct"] < 40.0
+    assert summ["physics"]["folds"] == 10
+    loao = P.held_out_cv(X, y, df["family"], ["physics", "physics_residual", "random_forest"])
+    t3 = P.table_iii([r.pooled() for r in loao])
+    assert "Physics + learned residual" in t3
+    assert loao[0].pooled()["mape_pct"] < loao[2].pooled()["mape_pct"]  # physics extrapolates, trees less so
+
+
+def test_ecologits_baseline_ignores_input_and_batch():
+    e = P.ecologits_gpu_energy_j(8.0, 300)
+    assert e == pytest.approx(300 * (8.91e-8 * 8 + 1.43e-6) * 3.6e6)
+    assert P.ecologits_gpu_energy_j(8.0, 300, gpu_count=2) == pytest.approx(2 * e)
+
+
+def test_metrics_units():
+    m = P.regression_metrics([3600.0, 7200.0], [3600.0, 10800.0])
+    assert m["mae_j"] == 1800.0 and m["mae_wh"] == 0.5 and m["mape_pct"] == 25.0
+    assert m["rmse_j"] == pytest.approx(np.sqrt(3600.0**2 / 2))
+
+
+def test_mixed_size_sum_and_plot(tmp_path, data):
+    df, X, y = data
+    predict = lambda i, o, b: 0.5 * i + 2.0 * o + 10.0 / b  # noqa: E731
+    assert P.mixed_batch_energy_j(predict, [(10, 20), (30, 40)]) == pytest.approx(5 + 40 + 5 + 15 + 80 + 5)
+    s = P.mixed_size_summary([100.0, 200.0], [110.0, 190.0], [2, 4])
+    assert s["batch_mape_pct"] == pytest.approx(7.5) and s["per_prompt_rmse_j"] < s["batch_rmse_j"]
+    P.plot_mixed_size([100.0, 200.0], [110.0, 190.0], tmp_path / "fig12.png", "synthetic")
+    assert (tmp_path / "fig12.png").stat().st_size > 1000
+
+
+def test_fit_save_load_predict(tmp_path, data):
+    df, X, y = data
+    b = P.fit_bundle(X, y, "physics_residual", groups=df["family"], trained_on={"rows": len(y)})
+    assert b.calibrated and b.log_interval[0] < 0 < b.log_interval[1]
+    P.save_bundle(b, tmp_path / "p.pkl")
+    b2 = P.load_bundle(tmp_path / "p.pkl")
+    out = b2.predict_features(X[:3])
+    assert np.allclose(out["energy_per_prompt_j"], b.predict_features(X[:3])["energy_per_prompt_j"])
+    assert np.all(out["energy_low_j"] < out["energy_per_prompt_j"]) and np.all(out["energy_high_j"] > out["energy_per_prompt_j"])
+
+
+def test_dataset_roundtrip_csv(tmp_path, data):
+    df, X, _ = data
+    df.to_csv(tmp_path / "d.csv", index=False)
+    back = P.load_dataset(tmp_path / "d.csv")
+    assert np.allclose(P.feature_matrix(back), X)
