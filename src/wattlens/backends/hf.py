@@ -195,7 +195,6 @@ class HFBackend:
         self._lean: _LeanDecoder | None = None
         gen_cfg = model.generation_config
         self.pad_token_id = gen_cfg.pad_token_id if gen_cfg.pad_token_id is not None else 0
-        self.eos_token_id = gen_cfg.eos_token_id
 
     # -- shared -----------------------------------------------------------------------------
     def sync(self) -> None:
