@@ -123,3 +123,16 @@ def test_carbon_is_modelled_from_a_sourced_table():
         carbon_from_energy(1.0, "atlantis")
     with pytest.raises(BadInput, match="PUE"):
         carbon_from_energy(1.0, "US", pue=0.9)
+
+
+def test_phase_agreement_table_states_the_difference():
+    from wattlens.analysis.phase_agreement import phase_agreement_markdown
+
+    t = make_trial()
+    t.summary.update({"phase_methods": ["subtraction", "boundary"], "prefill_time_s": 0.07, "decode_time_s": 0.6,
+                      "prefill_energy_gpu_j_subtraction": 40.0, "prefill_energy_gpu_uncertainty_j_subtraction": 0.6,
+                      "prefill_energy_gpu_j_boundary": 41.0, "prefill_energy_gpu_uncertainty_j_boundary": 0.8,
+                      "decode_energy_gpu_j_subtraction": 200.0, "decode_energy_gpu_j_boundary": 198.0})
+    md = phase_agreement_markdown([t])
+    assert "| 2.50 | 1.0 |" in md  # +2.5%, 1.0 combined sigma
+    assert "prefill: methods differ by at most 2.50%" in md and "1 of 1 trials agree within 2 combined sigma" in md
