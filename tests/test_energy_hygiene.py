@@ -136,3 +136,37 @@ def test_phase_agreement_table_states_the_difference():
     md = phase_agreement_markdown([t])
     assert "| 2.50 | 1.0 |" in md  # +2.5%, 1.0 combined sigma
     assert "prefill: methods differ by at most 2.50%" in md and "1 of 1 trials agree within 2 combined sigma" in md
+
+
+def test_report_carbon_section_is_labelled_modelled():
+    from wattlens.analysis.report import carbon_section
+
+    t = make_trial()
+    md = carbon_section([t], "FR", pue=1.2)
+    e = t.summary["energy_gpu_j_median"]
+    expected = e / J_PER_KWH * 1.2 * grid_table()["FR"].gco2e_per_kwh
+    assert "Carbon (modelled)" in md and "PUE 1.2" in md and "Our World in Data" in md
+    assert f"{expected:.4g}" in md
+
+
+def test_counter_poller_thread_records_ticks():
+    import time
+
+    from wattlens.meter.phases import CounterPoller
+
+    class Ticking:  # a counter that moves every 5 ms of real time
+        index = 0
+
+        def __init__(self):
+            self.t0 = time.perf_counter()
+
+        def energy_mj(self):
+            return int((time.perf_counter() - self.t0) / 0.005) * 100
+
+    p = CounterPoller([Ticking()], poll_s=0.0005).start()
+    time.sleep(0.06)
+    p.stop()
+    ticks = p.ticks(0)
+    assert len(ticks) >= 5
+    gaps = [b[0] - a[0] for a, b in zip(ticks, ticks[1:])]
+    assert sorted(gaps)[len(gaps) // 2] == pytest.approx(0.005, abs=0.002)

@@ -360,3 +360,30 @@ def render_phase_table(trials: Sequence[TrialResult]) -> TextTable:
                 ", ".join(list(sm.get(f"phase_flags_{m}") or []) + ([f"not measured: {reason}"] if reason else [])),
             ])
     return TextTable(PHASE_COLUMNS, rows)
+
+
+def carbon_section(trials: Sequence[TrialResult], region: str | None, gco2e_per_kwh: float | None = None,
+                   pue: float | None = None) -> str:
+    """Modelled gCO2e per generation and per 1k output tokens from each trial's median gross GPU energy."""
+    from wattlens.analysis.carbon import carbon_from_energy, grid_intensity
+
+    grid = grid_intensity(region, gco2e_per_kwh)
+    head = (f"## Carbon (modelled)\n\nGrid {grid.region}: {grid.gco2e_per_kwh:g} gCO2e/kWh ({grid.basis}; "
+            f"{grid.year or 'year n/a'}; source: {grid.source}); PUE {pue if pue is not None else 'not applied'}. "
+            "GPU energy only (measured); the carbon figure is a model.\n\n"
+            "| model | mode | ctx | gen | batch | GPU J / generation | gCO2e / generation | gCO2e / 1k output tokens |\n"
+            "|---|---|---|---|---|---|---|---|\n")
+    rows = []
+    for t in sorted((t for t in trials if t.status == "ok"), key=_sort_key):
+        e = t.summary.get("energy_gpu_j_median")
+        s = t.spec
+        if e is None:
+            cells = [MISSING, "not measured", MISSING]
+        else:
+            c = carbon_from_energy(e, region, gco2e_per_kwh=gco2e_per_kwh, pue=pue).carbon_gco2e
+            per_k = t.summary.get("energy_gpu_j_per_1k_output_tokens")
+            ck = None if per_k is None else carbon_from_energy(per_k, region, gco2e_per_kwh=gco2e_per_kwh,
+                                                               pue=pue).carbon_gco2e
+            cells = [fmt_number(e), f"{c:.4g}", MISSING if ck is None else f"{ck:.4g}"]
+        rows.append(f"| {s.model} | {s.mode} | {s.ctx_tokens} | {s.gen_tokens} | {s.batch_size} | " + " | ".join(cells) + " |")
+    return head + "\n".join(rows) + "\n"

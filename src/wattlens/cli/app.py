@@ -227,6 +227,8 @@ def report(
     gpu: Annotated[str | None, typer.Option(help="Only this GPU name.")] = None,
     run: Annotated[str | None, typer.Option(help="Only this run id.")] = None,
     out: Annotated[Path | None, typer.Option(help="Write markdown here instead of printing.")] = None,
+    region: Annotated[str | None, typer.Option(help="Add modelled carbon at this region's grid intensity.")] = None,
+    pue: Annotated[float | None, typer.Option(help="Data-centre PUE for the carbon model.")] = None,
 ) -> None:
     """Markdown tables of stored results."""
     from wattlens.analysis.report import render_markdown
@@ -241,6 +243,10 @@ def report(
     if not trials:
         _fail("no stored trials match the filters")
     text = render_markdown(trials, runs)
+    if region:
+        from wattlens.analysis.report import carbon_section
+
+        text += "\n" + carbon_section(trials, region, pue=pue)
     if out:
         out.write_text(text)
         console.print(f"report written to {out}")
