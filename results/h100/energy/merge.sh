@@ -5,7 +5,8 @@ set -eu
 dest=results/h100/energy
 for d in "$@"; do cp -f "$d"/* "$dest"/; done
 export PYTHONPATH=src
+PY=${PY:-python3}  # e.g. PY=/work/venv/bin/python
 db=$(mktemp -d)/energy.sqlite
-python3 -m wattlens import --db "$db" $dest/store-ctx*.json
-python3 -m wattlens report --db "$db" --out $dest/report.md
-python3 benchmarks/phase_agreement.py --db "$db" --out $dest/phase_agreement.md
+$PY -m wattlens import --db "$db" $dest/store-ctx*.json
+$PY -m wattlens report --db "$db" --out $dest/report.md
+$PY benchmarks/phase_agreement.py --db "$db" --out $dest/phase_agreement.md
