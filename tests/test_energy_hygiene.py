@@ -170,3 +170,24 @@ def test_counter_poller_thread_records_ticks():
     assert len(ticks) >= 5
     gaps = [b[0] - a[0] for a, b in zip(ticks, ticks[1:])]
     assert sorted(gaps)[len(gaps) // 2] == pytest.approx(0.005, abs=0.002)
+
+
+def test_small_backwards_step_inside_a_window_is_caught_by_the_sampler():
+    from wattlens.meter.sampler import PowerSampler
+
+    clock = FakeClock()
+    gpu = FakeGPU(clock, 80.0)
+    sampler = PowerSampler([gpu], interval_s=0.05, clock_ns=clock.now_ns)
+    meter = EnergyMeter([gpu], clock_ns=clock.now_ns, sleep=clock.sleep, update_period_s=0.1, sampler=sampler)
+    gpu.counter_jump(1.0, -60_000)  # -60 J: more than one tick gains (40 J), far less than the window (1190 J)
+    with meter.window("w") as h:
+        for _ in range(60):
+            gpu.set_power_w(400.0)
+            clock.advance(0.05)
+            sampler.sample_once()
+    assert "counter_backwards" in h.result.flags and h.result.energy_gpu_j is None
+    with meter.window("clean") as h2:
+        for _ in range(30):
+            clock.advance(0.05)
+            sampler.sample_once()
+    assert "counter_backwards" not in h2.result.flags and h2.result.energy_gpu_j is not None
