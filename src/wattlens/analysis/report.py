@@ -100,6 +100,8 @@ def _energy_cell(summary: dict[str, Any]) -> str:
 
 def _flags_cell(trial: TrialResult) -> str:
     flags = list(trial.summary.get("energy_flags") or [])
+    for method in PHASE_METHODS:
+        flags += [f"{method}:{f}" for f in trial.summary.get(f"phase_flags_{method}") or []]
     if trial.memory.not_measured_reason:
         flags.append(f"memory not measured: {trial.memory.not_measured_reason}")
     return ", ".join(flags) if flags else ""
@@ -290,6 +292,78 @@ def render_markdown(
     for (model, gpu), members in groups.items():
         out += [f"### {model} on {gpu}", "", markdown_table(render_trial_table(members)), ""]
 
+    phase_table = render_phase_table(ok)
+    if phase_table.rows:
+        out += ["## Prefill and decode (phase energy, per generation)", "", PHASE_LEGEND, "",
+                markdown_table(phase_table), ""]
     if failed:
         out += ["## Failed trials", "", markdown_table(render_failed_table(failed)), ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+PHASE_METHODS = ("subtraction", "boundary")
+PHASE_LEGEND = (
+    "Energy is gross GPU energy per generation (J) ± 1 sigma. subtraction: amplified prefill-only pass, "
+    "decode = amplified full generation minus it. boundary: tick-resolved fit at the first-token hook over "
+    "back-to-back runs with spread start times. Pre%/Dec%: shares of prefill + decode energy. Times: "
+    "median TTFT and E2E - TTFT of the measured repetitions. start °C: hottest GPU after cooldown."
+)
+PHASE_COLUMNS = ("model", "mode", "ctx", "gen", "batch", "method", "prefill J", "decode J", "Pre%", "Dec%",
+                 "prefill ms", "decode ms", "start °C", "flags")
+
+
+def _pm(value: float | None, sigma: float | None) -> str:
+    if value is None:
+        return MISSING
+    return fmt_number(value) if sigma is None else f"{fmt_number(value)} ± {fmt_number(sigma)}"
+
+
+def render_phase_table(trials: Sequence[TrialResult]) -> TextTable:
+    """One row per (trial, phase method) for trials measured with phases; none otherwise."""
+    rows = []
+    for t in sorted(trials, key=_sort_key):
+        sm = t.summary
+        if "phase_methods" not in sm:
+            continue
+        s = t.spec
+        for m in sm.get("phase_methods") or PHASE_METHODS:
+            reason = sm.get(f"phase_not_measured_reason_{m}") or sm.get("phase_energy_not_measured_reason")
+            rows.append([
+                s.model, s.mode, str(s.ctx_tokens), str(s.gen_tokens), str(s.batch_size), m,
+                _pm(sm.get(f"prefill_energy_gpu_j_{m}"), sm.get(f"prefill_energy_gpu_uncertainty_j_{m}")),
+                _pm(sm.get(f"decode_energy_gpu_j_{m}"), sm.get(f"decode_energy_gpu_uncertainty_j_{m}")),
+                fmt_number(sm.get(f"prefill_share_pct_{m}")) if sm.get(f"prefill_share_pct_{m}") is not None else MISSING,
+                fmt_number(sm.get(f"decode_share_pct_{m}")) if sm.get(f"decode_share_pct_{m}") is not None else MISSING,
+                _scaled(sm.get("prefill_time_s"), MS_PER_S),
+                _scaled(sm.get("decode_time_s"), MS_PER_S),
+                fmt_number(sm.get("start_temperature_c")) if sm.get("start_temperature_c") is not None else MISSING,
+                ", ".join(list(sm.get(f"phase_flags_{m}") or []) + ([f"not measured: {reason}"] if reason else [])),
+            ])
+    return TextTable(PHASE_COLUMNS, rows)
+
+
+def carbon_section(trials: Sequence[TrialResult], region: str | None, gco2e_per_kwh: float | None = None,
+                   pue: float | None = None) -> str:
+    """Modelled gCO2e per generation and per 1k output tokens from each trial's median gross GPU energy."""
+    from wattlens.analysis.carbon import carbon_from_energy, grid_intensity
+
+    grid = grid_intensity(region, gco2e_per_kwh)
+    head = (f"## Carbon (modelled)\n\nGrid {grid.region}: {grid.gco2e_per_kwh:g} gCO2e/kWh ({grid.basis}; "
+            f"{grid.year or 'year n/a'}; source: {grid.source}); PUE {pue if pue is not None else 'not applied'}. "
+            "GPU energy only (measured); the carbon figure is a model.\n\n"
+            "| model | mode | ctx | gen | batch | GPU J / generation | gCO2e / generation | gCO2e / 1k output tokens |\n"
+            "|---|---|---|---|---|---|---|---|\n")
+    rows = []
+    for t in sorted((t for t in trials if t.status == "ok"), key=_sort_key):
+        e = t.summary.get("energy_gpu_j_median")
+        s = t.spec
+        if e is None:
+            cells = [MISSING, "not measured", MISSING]
+        else:
+            c = carbon_from_energy(e, region, gco2e_per_kwh=gco2e_per_kwh, pue=pue).carbon_gco2e
+            per_k = t.summary.get("energy_gpu_j_per_1k_output_tokens")
+            ck = None if per_k is None else carbon_from_energy(per_k, region, gco2e_per_kwh=gco2e_per_kwh,
+                                                               pue=pue).carbon_gco2e
+            cells = [fmt_number(e), f"{c:.4g}", MISSING if ck is None else f"{ck:.4g}"]
+        rows.append(f"| {s.model} | {s.mode} | {s.ctx_tokens} | {s.gen_tokens} | {s.batch_size} | " + " | ".join(cells) + " |")
+    return head + "\n".join(rows) + "\n"

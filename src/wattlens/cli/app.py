@@ -48,6 +48,8 @@ def _spec_from_options(model, ctx, gen, batch, dtype, mode, temperature, top_p, 
                      repeats=repeats, warmups=warmups, prompt=prompt, device=device, seed=seed)
 
 
+PHASES_HELP = "Also measure prefill/decode energy by subtraction and by in-run boundary (~20 s more per trial on a GPU)."
+
 COMPACT_COLUMNS = ("model", "mode", "dtype", "ctx", "gen", "batch", "TTFT ms (p50)", "TPOT ms (p50)", "decode tok/s",
                    "peak GB", "energy J (p50 ± unc.)", "J/1k tok")
 
@@ -106,6 +108,7 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
     quick: Annotated[bool, typer.Option(help="Skip idle-power calibration (energy then has no active figure).")] = False,
     cooldown_s: Annotated[float, typer.Option(help="Longest wait for the GPU to cool before the trial.")] = 30.0,
+    phases: Annotated[bool, typer.Option("--phases", help=PHASES_HELP)] = False,
 ) -> None:
     """Measure one trial and store it."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -122,7 +125,8 @@ def bench(
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TimeRemainingColumn(), console=err_console, transient=True, disable=as_json) as progress:
             task = progress.add_task(f"{spec.model} {spec.mode}", total=spec.repeats)
-            result = run_trial(spec, session, ModelHolder(), on_repetition=lambda i: progress.advance(task))
+            result = run_trial(spec, session, ModelHolder(), on_repetition=lambda i: progress.advance(task),
+                               phases=phases)
     finally:
         session.close()
     if as_json:
@@ -167,6 +171,7 @@ def sweep(
     db: DbOpt = None,
     quick: Annotated[bool, typer.Option(help="Skip idle-power calibration.")] = False,
     cooldown_s: Annotated[float, typer.Option(help="Longest wait for the GPU to cool before each trial.")] = 30.0,
+    phases: Annotated[bool, typer.Option("--phases", help=PHASES_HELP)] = False,
 ) -> None:
     """Run a grid of trials from a YAML spec; rerun to resume (finished trials are skipped)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -197,7 +202,7 @@ def sweep(
             task = progress.add_task("sweep", total=len(todo))
             for spec in todo:
                 progress.update(task, description=f"{spec.model} ctx={spec.ctx_tokens} b={spec.batch_size} {spec.mode}")
-                result = run_trial(spec, session, models)
+                result = run_trial(spec, session, models, phases=phases)
                 results.append(result)
                 if result.status != "ok":
                     err_console.print(f"[red]trial failed[/] {spec.trial_id}: {result.error.splitlines()[0]}")
@@ -222,6 +227,8 @@ def report(
     gpu: Annotated[str | None, typer.Option(help="Only this GPU name.")] = None,
     run: Annotated[str | None, typer.Option(help="Only this run id.")] = None,
     out: Annotated[Path | None, typer.Option(help="Write markdown here instead of printing.")] = None,
+    region: Annotated[str | None, typer.Option(help="Add modelled carbon at this region's grid intensity.")] = None,
+    pue: Annotated[float | None, typer.Option(help="Data-centre PUE for the carbon model.")] = None,
 ) -> None:
     """Markdown tables of stored results."""
     from wattlens.analysis.report import render_markdown
@@ -236,6 +243,10 @@ def report(
     if not trials:
         _fail("no stored trials match the filters")
     text = render_markdown(trials, runs)
+    if region:
+        from wattlens.analysis.report import carbon_section
+
+        text += "\n" + carbon_section(trials, region, pue=pue)
     if out:
         out.write_text(text)
         console.print(f"report written to {out}")
@@ -343,10 +354,12 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False,
 
 # Sub-command groups live in their own modules (light imports, so `--help` stays instant).
 from wattlens.cli.dvfs import dvfs_app  # noqa: E402
+from wattlens.cli.plot import plot_app  # noqa: E402
 from wattlens.cli.predict import register as register_predict  # noqa: E402
 from wattlens.cli.workload import workload_app  # noqa: E402
 
 app.add_typer(dvfs_app, name="dvfs")
+app.add_typer(plot_app, name="plot")
 app.add_typer(workload_app, name="workload")
 register_predict(app)
 

@@ -311,6 +311,15 @@ class EnergyMeter:
                     flags.append("counter_backwards")
                     reason = f"energy counter went backwards on GPU {g.index} ({e0} -> {e1} mJ)"
                 deltas.append(d)
+        if reason is None and self.sampler is not None:
+            seen = getattr(self.sampler, "counter_backwards_between", None)
+            try:
+                inside = bool(seen and seen(a.t_ns / NS_PER_S, b.t_ns / NS_PER_S))
+            except Exception:
+                inside = False
+            if inside:  # a drop smaller than the window's own energy leaves the ends in order
+                flags.append("counter_backwards")
+                reason = "energy counter went backwards inside the window (seen by the power sampler)"
         common = dict(name=name, start_ns=a.t_ns, end_ns=b.t_ns, idle_power_w=self.idle_power_w,
                       counter_updates=updates, update_period_s=period)
         if reason is not None:

@@ -117,6 +117,8 @@ class PowerSampler:
         self._rows: list[tuple[list[float], list[float], list[float], list[float]]] = []
         self._throttle: list[tuple[tuple[str, ...], ...]] = []
         self._failed = 0
+        self._last_energy_mj: list[int | None] = [None] * len(self.gpus)
+        self._backwards_t: list[float] = []  # sample times at which a GPU's energy counter decreased
         self.result: Timeline | None = None  # set when used as a context manager
 
     def sample_once(self) -> None:
@@ -133,7 +135,18 @@ class PowerSampler:
             except Exception:
                 thr.append(())
                 failed += 1
+        backwards = False
+        for i, g in enumerate(self.gpus):
+            try:
+                e = int(g.energy_mj())
+            except Exception:
+                continue
+            prev = self._last_energy_mj[i]
+            backwards |= prev is not None and e < prev
+            self._last_energy_mj[i] = e
         with self._lock:
+            if backwards:
+                self._backwards_t.append(t)
             self._t.append(t)
             self._rows.append((p, sm, mem, temp))
             self._throttle.append(tuple(thr))
@@ -170,6 +183,11 @@ class PowerSampler:
                 for rs in per:
                     seen.update(rs)
         return tuple(sorted(seen))
+
+    def counter_backwards_between(self, t0_s: float, t1_s: float) -> bool:
+        """Whether any GPU's energy counter was seen to decrease between two samples in [t0_s, t1_s]."""
+        with self._lock:
+            return any(t0_s <= t <= t1_s for t in self._backwards_t)
 
     def timeline(self) -> Timeline:
         with self._lock:

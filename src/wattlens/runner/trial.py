@@ -20,6 +20,7 @@ from wattlens.core.metrics import summarise_repetitions
 from wattlens.core.results import MemoryStats, Repetition, TrialResult
 from wattlens.core.spec import TrialSpec
 from wattlens.core.units import dtype_bytes
+from wattlens.hw.rapl import RaplMeter
 from wattlens.meter.memory import cuda_memory_snapshot, reset_peak
 from wattlens.meter.sampler import PowerSampler
 from wattlens.models.arithmetic import ModelFacts, model_facts
@@ -129,8 +130,15 @@ def run_trial(
     *,
     on_repetition: Callable[[int], None] | None = None,
     save: bool = True,
+    phases: bool = False,
 ) -> TrialResult:
-    """Measure one spec; store and return the result (status 'failed' with the error on failure)."""
+    """Measure one spec; store and return the result (status 'failed' with the error on failure).
+
+    With `phases=True`, extra passes after the repetitions attribute energy and time to prefill
+    and decode by two methods (meter.phases: subtraction and in-run boundary), stored as a
+    'phase_energy' artifact and as method-suffixed summary keys. Off by default: it costs about
+    20 s per trial on an H100.
+    """
     source, facts = check_spec(spec)
     result = TrialResult(spec=spec, run_id=session.run.run_id, weights=source.weights,
                          gpu_name=session.gpu_name, started_at=utc_now())
@@ -138,9 +146,13 @@ def run_trial(
     backend = None
     sampler = None
     timeline = None
+    phase_payload: dict[str, Any] | None = None
+    marks_ns: list[tuple[int, int, int]] = []
+    hygiene: dict[str, Any] = {}
+    rapl = RaplMeter()
     try:
         if session.gpus and device.startswith("cuda"):
-            session.cooldown()
+            hygiene = _cooldown_record(session.cooldown())
         model = models.get(spec, source, device)
         session.claim_own_gpu_processes()
         prompt = make_prompt(spec, source, facts, device)
@@ -158,9 +170,19 @@ def run_trial(
             session.meter.sampler = sampler.start()
         held_bytes = None
         reps: list[Repetition] = []
+        rapl.start()
         for i in range(spec.repeats):
+            first_ns: list[int] = []
+
+            def on_token(index: int, t_ns: int, _first: list[int] = first_ns) -> None:
+                if index == 0:
+                    _first.append(t_ns)
+
             with session.meter.window(f"rep{i}") as window:
-                out = backend.generate(prompt.input_ids, prompt.attention_mask, spec.gen_tokens)
+                out = backend.generate(prompt.input_ids, prompt.attention_mask, spec.gen_tokens, on_token=on_token)
+            w = window.result
+            if w is not None:
+                marks_ns.append((w.start_ns, first_ns[0] if first_ns else w.end_ns, w.end_ns))
             if out.n_new_tokens != spec.gen_tokens or out.output_ids.shape[0] != spec.batch_size:
                 raise RuntimeError(
                     f"generated {tuple(out.output_ids.shape)} tokens, expected ({spec.batch_size}, {spec.gen_tokens})"
@@ -175,9 +197,13 @@ def run_trial(
             del out
             if on_repetition:
                 on_repetition(i)
+        host_energy = rapl.stop()
         timeline = sampler.stop() if sampler else None
+        session.meter.sampler = None
         result.repetitions = reps
         result.memory = _memory_stats(session, spec, facts, models, backend, before, held_bytes, device)
+        if phases:  # after the memory figures, so the extra passes cannot change them
+            phase_payload = measure_phases(session, backend, prompt, spec, reps)
         result.model_facts = {**asdict(facts), "backend": backend.describe(), "source": source.name,
                               "weights": source.weights, "dropped_config_keys": list(source.dropped_keys)}
         result.summary = summarise_repetitions(
@@ -190,8 +216,12 @@ def run_trial(
             **_gpu_figures(session, spec.dtype),
         )
         result.summary["device"] = device
+        result.summary.update(hygiene)
+        result.summary.update(host_energy.to_dict())
         if timeline is not None:
             result.summary["power_timeline_samples"] = len(timeline)
+        if phase_payload is not None:
+            result.summary.update(phase_payload["summary"])
     except BadInput:
         raise
     except Exception as exc:  # stored as a failed trial; the sweep goes on
@@ -212,7 +242,14 @@ def run_trial(
     if save:
         session.store.save_trial(result)
         if timeline is not None and len(timeline):
-            session.store.save_artifact(session.run.run_id, "power_timeline", "trial", timeline.to_compact(),
+            payload = timeline.to_compact()
+            t0_ns = int(round(payload["t0_s"] * 1e9))
+            payload["phase_marks_s"] = [[round((x - t0_ns) / 1e9, 4) for x in m] for m in marks_ns]
+            payload["phase_marks_columns"] = ["start", "first_token", "end"]
+            session.store.save_artifact(session.run.run_id, "power_timeline", "trial", payload,
+                                        trial_id=result.trial_id)
+        if phase_payload is not None:
+            session.store.save_artifact(session.run.run_id, "phase_energy", "trial", phase_payload,
                                         trial_id=result.trial_id)
     return result
 
@@ -250,3 +287,60 @@ def _static_cache_bytes(backend: HFBackend) -> int | None:
             if t is not None and hasattr(t, "nbytes"):
                 total += t.nbytes
     return total
+
+
+def _cooldown_record(info: dict[str, Any] | None) -> dict[str, Any]:
+    """What the trial started from: temperatures after cooldown, the wait, and whether it reached the target."""
+    if not info:
+        return {}
+    temps = [t for t in info.get("end_temperature_c", []) if t == t]
+    return {"start_temperature_c": max(temps) if temps else None,
+            "cooldown_waited_s": info.get("waited_s"), "cooldown_reached": info.get("reached"),
+            "cooldown_criterion": info.get("criterion")}
+
+
+def measure_phases(session: Session, backend: HFBackend, prompt: PromptBatch, spec: TrialSpec,
+                   reps: list[Repetition], *, min_updates: int = 40, boundary_runs: int = 8) -> dict[str, Any]:
+    """Prefill/decode energy and time by subtraction and by in-run boundary (see meter.phases).
+
+    Times from the measured repetitions (TTFT and E2E - TTFT, medians) are stored for every trial;
+    energies need a GPU. The unsuffixed share keys come from subtraction (named in
+    'phase_share_method'); both methods' own keys sit beside them.
+    """
+    import statistics
+
+    from wattlens.meter.phases import phases_by_boundary, phases_by_subtraction
+
+    ids, mask, gen = prompt.input_ids, prompt.attention_mask, spec.gen_tokens
+    ttft = [r.ttft_s for r in reps]
+    dec = [r.e2e_s - r.ttft_s for r in reps]
+    summary: dict[str, Any] = {
+        "prefill_time_s": statistics.median(ttft) if ttft else None,
+        "decode_time_s": statistics.median(dec) if dec else None,
+        "phase_time_source": "median TTFT and E2E - TTFT of the measured repetitions",
+        "phase_methods": ["subtraction", "boundary"],
+    }
+    payload: dict[str, Any] = {"methods": {}, "summary": summary}
+    if not session.gpus:
+        reason = session.meter.not_measured_reason or "no NVIDIA GPU"
+        summary["phase_energy_not_measured_reason"] = reason
+        payload["not_measured_reason"] = reason
+        return payload
+    sub = phases_by_subtraction(
+        session.meter, lambda: backend.generate(ids, mask, 1), lambda: backend.generate(ids, mask, gen),
+        min_updates=min_updates)
+    bnd, marks = phases_by_boundary(
+        session.meter, lambda hook: backend.generate(ids, mask, gen, on_token=hook), runs=boundary_runs)
+    for res in (sub, bnd):
+        summary.update(res.summary_keys())
+        payload["methods"][res.method] = res.to_dict()
+    payload["boundary_marks_ns"] = [[m.start_ns, m.first_token_ns, m.end_ns] for m in marks]
+    summary["prefill_share_pct"] = sub.prefill.energy_share_pct
+    summary["decode_share_pct"] = sub.decode.energy_share_pct
+    summary["phase_share_method"] = "subtraction"
+    a, b = sub.prefill.energy_gpu_j, bnd.prefill.energy_gpu_j
+    if a and b:
+        summary["prefill_energy_methods_rel_diff_pct"] = 100.0 * (b - a) / a
+        sa, sb = sub.prefill.energy_gpu_uncertainty_j or 0.0, bnd.prefill.energy_gpu_uncertainty_j or 0.0
+        summary["prefill_energy_methods_diff_sigma"] = abs(b - a) / max((sa * sa + sb * sb) ** 0.5, 1e-12)
+    return payload
