@@ -234,9 +234,7 @@ def report(
     from wattlens.analysis.report import render_markdown
     from wattlens.store.sqlite import ResultStore
 
-    path = db or _default_db()
-    if not Path(path).exists():
-        _fail(f"no results database at {path}; run `wattlens bench` first or pass --db")
+    path = _existing_db(db)
     with ResultStore(path) as store:
         trials = store.load_trials(model=model, gpu=gpu, run_id=run)
         runs = [r for r in store.load_runs() if r.run_id in {t.run_id for t in trials}]
@@ -254,10 +252,14 @@ def report(
         print(text)
 
 
-def _default_db() -> Path:
+def _existing_db(db: Path | None) -> Path:
+    """The database to read (--db, else the default); exit 2 when it does not exist."""
     from wattlens.store.sqlite import default_db_path
 
-    return default_db_path()
+    path = Path(db) if db else default_db_path()
+    if not path.exists():
+        _fail(f"no results database at {path}; run `wattlens bench` first or pass --db")
+    return path
 
 
 @app.command()
@@ -271,9 +273,7 @@ def export(
     from wattlens.store.export import export as do_export
     from wattlens.store.sqlite import ResultStore
 
-    path = db or _default_db()
-    if not Path(path).exists():
-        _fail(f"no results database at {path}")
+    path = _existing_db(db)
     with ResultStore(path) as store:
         written = do_export(store, out, fmt, table=table)
     console.print(f"exported {table} to {written}")

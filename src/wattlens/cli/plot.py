@@ -19,12 +19,10 @@ def timeline(
 ) -> None:
     """Power, SM/memory clock and temperature of one trial, prefill and decode shaded."""
     from wattlens.analysis.timeline_plot import plot_timeline
-    from wattlens.cli.app import _default_db, _fail, console
+    from wattlens.cli.app import _existing_db, _fail, console
     from wattlens.store.sqlite import ResultStore
 
-    path = db or _default_db()
-    if not Path(path).exists():
-        _fail(f"no results database at {path}")
+    path = _existing_db(db)
     with ResultStore(path) as store:
         arts = store.load_artifacts(run_id=run, trial_id=trial_id, kind="power_timeline")
         trials = store.load_trials(trial_id=trial_id, run_id=run)
