@@ -127,17 +127,21 @@ def plot_frontier(results: Sequence[StrategyResult], path: Path, title: str) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in results:
-        ax.scatter(r.energy_j_per_query, r.quality, marker="v" if r.low_clock else "o",
-                   color="tab:blue" if "routing" in r.name else "tab:gray")
-        ax.annotate(r.name, (r.energy_j_per_query, r.quality), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    colours = plt.get_cmap("tab10")
+    for i, r in enumerate(results):
+        # One colour per strategy and a legend instead of labels: strategies often share a quality.
+        ax.scatter(r.energy_j_per_query, r.quality, marker="v" if r.low_clock else "o", s=40,
+                   color=colours(i % 10), label=r.name, zorder=3)
     front = pareto_front(results)
-    ax.plot([p.energy_j_per_query for p in front], [p.quality for p in front], "--", color="tab:red", label="Pareto front")
+    ax.plot([p.energy_j_per_query for p in front], [p.quality for p in front], "--", color="tab:red",
+            label="Pareto front", zorder=2)
     ax.set_xlabel("energy per query (J)")
     ax.set_ylabel("mean quality (0-1)")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), title="o default clock, v low clock",
+              title_fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
