@@ -339,6 +339,11 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False,
     console.print(table)
 
 
+from wattlens.cli.study import study_app  # noqa: E402
+
+app.add_typer(study_app, name="study")
+
+
 def main() -> None:
     """Entry point: BadInput -> one line on stderr, exit 2."""
     try:
