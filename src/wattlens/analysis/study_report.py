@@ -550,7 +550,7 @@ def _answers(c: _Ctx) -> list[str]:
                 "far fewer FLOPs (3.6 B active parameters against 32-34 B), so where its TTFT is not lower in "
                 "proportion the time goes to the MoE layers' expert dispatch in the eager transformers code "
                 "(per-expert gathers and small matrix products that keep the tensor cores idle), not to "
-                "arithmetic; the paper's 'routing overhead' is this implementation cost.", ""]
+                "arithmetic. The paper's 'routing overhead' is most likely this implementation cost rather than anything inherent to MoE.", ""]
     else:
         out += ["Prefill roofline figures need a GPU run (they compare the prefill with the GPU's peak FLOP/s).", ""]
     # 3. KV
