@@ -213,6 +213,5 @@ def vllm_status() -> str:
     """Why the vLLM row of the serving table is empty (wattlens has no vLLM backend yet)."""
     import importlib.util
 
-    if importlib.util.find_spec("vllm") is None:
-        return "not run: vLLM is not installed here"
-    return "not run: vLLM is installed, but wattlens has no vLLM backend yet"
+    here = "installed" if importlib.util.find_spec("vllm") is not None else "not installed"
+    return f"not run: wattlens has no vLLM backend yet (vLLM is {here} where this report was rendered)"
