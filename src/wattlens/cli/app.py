@@ -356,10 +356,12 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False,
 from wattlens.cli.dvfs import dvfs_app  # noqa: E402
 from wattlens.cli.plot import plot_app  # noqa: E402
 from wattlens.cli.predict import register as register_predict  # noqa: E402
+from wattlens.cli.study import study_app  # noqa: E402
 from wattlens.cli.workload import workload_app  # noqa: E402
 
 app.add_typer(dvfs_app, name="dvfs")
 app.add_typer(plot_app, name="plot")
+app.add_typer(study_app, name="study")
 app.add_typer(workload_app, name="workload")
 register_predict(app)
 
