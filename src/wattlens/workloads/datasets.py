@@ -53,53 +53,53 @@ def _check_file(path: Path, what: str) -> Path:
 
 
 # ---------------------------------------------------------------- BoolQ (llm-foundry converted format)
+def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line index, record) of every non-blank line of a JSON-lines file."""
+    with path.open(encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            if line.strip():
+                yield i, json.loads(line)
+
+
 def iter_boolq(path: Path) -> Iterator[EvalRequest]:
     """BoolQ in llm-foundry's format: {"query": "Passage: ...\\nQuestion: ...?", "choices": ["no","yes"], "gold": 0|1}.
 
     The original BoolQ jsonl ({question, passage, answer: bool}) is accepted too.
     """
     path = _check_file(path, "BoolQ")
-    with path.open(encoding="utf-8") as f:
-        for i, line in enumerate(f):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if "query" in row:
-                query = row["query"]
-                choices = tuple(row["choices"])
-                gold = int(row["gold"])
-                question = query.rsplit("Question:", 1)[-1].strip() if "Question:" in query else query
-            elif "question" in row and "passage" in row:
-                question = row["question"].strip()
-                if not question.endswith("?"):
-                    question += "?"
-                query = f"Passage: {row['passage']}\nQuestion: {question}"
-                choices = ("no", "yes")
-                gold = int(bool(row["answer"]))
-            else:
-                raise BadInput(f"{path}:{i + 1}: not a BoolQ record (keys {sorted(row)})")
-            yield EvalRequest("boolq", f"boolq-{i}", CLASSIFICATION, prompt=f"{query}\nAnswer:", question=question,
-                              choices=tuple(f" {c}" for c in choices), gold_index=gold)
+    for i, row in _jsonl_records(path):
+        if "query" in row:
+            query = row["query"]
+            choices = tuple(row["choices"])
+            gold = int(row["gold"])
+            question = query.rsplit("Question:", 1)[-1].strip() if "Question:" in query else query
+        elif "question" in row and "passage" in row:
+            question = row["question"].strip()
+            if not question.endswith("?"):
+                question += "?"
+            query = f"Passage: {row['passage']}\nQuestion: {question}"
+            choices = ("no", "yes")
+            gold = int(bool(row["answer"]))
+        else:
+            raise BadInput(f"{path}:{i + 1}: not a BoolQ record (keys {sorted(row)})")
+        yield EvalRequest("boolq", f"boolq-{i}", CLASSIFICATION, prompt=f"{query}\nAnswer:", question=question,
+                          choices=tuple(f" {c}" for c in choices), gold_index=gold)
 
 
 # ---------------------------------------------------------------- HellaSwag (rowanz jsonl)
 def iter_hellaswag(path: Path) -> Iterator[EvalRequest]:
     """HellaSwag jsonl (fields ctx, endings, label, activity_label, ind): pick the right ending."""
     path = _check_file(path, "HellaSwag")
-    with path.open(encoding="utf-8") as f:
-        for i, line in enumerate(f):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            try:
-                ctx, endings, label = row["ctx"], row["endings"], int(row["label"])
-            except KeyError as e:
-                raise BadInput(f"{path}:{i + 1}: HellaSwag record lacks {e}") from None
-            label_text = (row.get("activity_label") or "").strip()
-            prompt = f"{label_text}: {ctx}" if label_text else ctx
-            yield EvalRequest("hellaswag", f"hellaswag-{row.get('ind', i)}", CLASSIFICATION, prompt=prompt,
-                              question=ctx, choices=tuple(f" {e}" for e in endings), gold_index=label,
-                              meta={"split_type": row.get("split_type")})
+    for i, row in _jsonl_records(path):
+        try:
+            ctx, endings, label = row["ctx"], row["endings"], int(row["label"])
+        except KeyError as e:
+            raise BadInput(f"{path}:{i + 1}: HellaSwag record lacks {e}") from None
+        label_text = (row.get("activity_label") or "").strip()
+        prompt = f"{label_text}: {ctx}" if label_text else ctx
+        yield EvalRequest("hellaswag", f"hellaswag-{row.get('ind', i)}", CLASSIFICATION, prompt=prompt,
+                          question=ctx, choices=tuple(f" {e}" for e in endings), gold_index=label,
+                          meta={"split_type": row.get("split_type")})
 
 
 # ---------------------------------------------------------------- TruthfulQA (generation csv)
