@@ -251,3 +251,29 @@ def test_compiled_sliding_window_model_matches_eager_far_past_the_window():
     assert torch.equal(compiled.generate(ids, mask, 24).output_ids, eager)
     with pytest.raises(RuntimeError, match="sliding window"):
         compiled.generate(ids[:, :4], mask[:, :4], 4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["reductions", "grouped_sdpa", "transformers"])
+def test_compiled_decode_attention_variants_match_eager(variant):
+    """Every decode-attention variant of the compiled loop gives eager's greedy tokens (GQA model)."""
+    from wattlens.models.build import build_model
+    from wattlens.models.catalog import resolve_model
+
+    model = build_model(resolve_model("tiny-gqa"), "fp32", "cpu")
+    ids = torch.randint(5, 500, (2, 20), generator=torch.Generator().manual_seed(5))
+    mask = torch.ones_like(ids)
+    eager = HFBackend(model, "eager").generate(ids, mask, 10).output_ids
+    backend = HFBackend(model, "compiled", decode_attention=variant)
+    assert torch.equal(backend.generate(ids, mask, 10).output_ids, eager)
+    described = backend.describe()["decode_attention"]
+    assert (variant in described) if variant != "transformers" else described == "sdpa"
+
+
+def test_unknown_decode_attention_is_bad_input():
+    from wattlens.models.build import build_model
+    from wattlens.models.catalog import resolve_model
+
+    model = build_model(resolve_model("tiny-llama"), "fp32", "cpu")
+    with pytest.raises(BadInput, match="decode attention"):
+        HFBackend(model, "compiled", decode_attention="flash9")

@@ -13,6 +13,7 @@ inter-token gap come from the same run. torch and transformers are imported lazi
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 from typing import Any
 
@@ -85,16 +86,19 @@ def decode_attention_by_reductions(query, key, value, attention_mask, scaling=No
     return out.reshape(batch, q_heads, 1, head_dim).transpose(1, 2).contiguous()
 
 
-def gqa_decode_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
-                         **kwargs):
-    """Decode-step attention that reads each (shared) KV head once; prefill goes to transformers' sdpa.
+DECODE_ATTENTION_CHOICES = ("auto", "reductions", "grouped_sdpa", "transformers")
+"""How the compiled loop's one-token steps attend: `auto` (reductions on GPUs, grouped SDPA on the
+CPU), `reductions`, `grouped_sdpa`, or `transformers` (the model's own sdpa path, for comparison)."""
 
-    transformers' sdpa path repeats every KV head for each query head that shares it when a mask
-    is present and the model is being compiled; with a static cache that copies the whole cache
-    (x4 for Llama-3.1-8B) every step. On a GPU the one-token step uses
-    `decode_attention_by_reductions`; elsewhere the query heads of a group become that group's
-    query rows ([B, Hkv, groups, D]) for one SDPA call.
-    """
+_DECODE_ATTENTION_NAMES = {
+    "auto": GQA_DECODE_ATTENTION,
+    "reductions": "wattlens_decode_reductions",
+    "grouped_sdpa": "wattlens_decode_grouped_sdpa",
+}
+
+
+def _decode_attention(kind, module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
+                      **kwargs):
     torch = _torch()
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -102,7 +106,9 @@ def gqa_decode_attention(module, query, key, value, attention_mask, dropout=0.0,
     if query.shape[2] != 1 or kwargs.get("position_bias") is not None or dropout:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
-    if query.is_cuda:
+    if kind == "auto":
+        kind = "reductions" if query.is_cuda else "grouped_sdpa"
+    if kind == "reductions":
         return decode_attention_by_reductions(query, key, value, attention_mask, scaling), None
     if groups == 1:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
@@ -114,12 +120,25 @@ def gqa_decode_attention(module, query, key, value, attention_mask, dropout=0.0,
     return out.reshape(batch, q_heads, 1, head_dim).transpose(1, 2).contiguous(), None
 
 
+def gqa_decode_attention(module, query, key, value, attention_mask, **kwargs):
+    """Decode-step attention that reads each (shared) KV head once; prefill goes to transformers' sdpa.
+
+    transformers' sdpa path repeats every KV head for each query head that shares it when a mask
+    is present and the model is being compiled; with a static cache that copies the whole cache
+    (x4 for Llama-3.1-8B) every step. On a GPU the one-token step uses
+    `decode_attention_by_reductions`; elsewhere the query heads of a group become that group's
+    query rows ([B, Hkv, groups, D]) for one SDPA call.
+    """
+    return _decode_attention("auto", module, query, key, value, attention_mask, **kwargs)
+
+
 def _register_gqa_attention() -> None:
     from transformers import AttentionInterface, AttentionMaskInterface
     from transformers.masking_utils import sdpa_mask
 
-    AttentionInterface.register(GQA_DECODE_ATTENTION, gqa_decode_attention)
-    AttentionMaskInterface.register(GQA_DECODE_ATTENTION, sdpa_mask)
+    for kind, name in _DECODE_ATTENTION_NAMES.items():
+        AttentionInterface.register(name, functools.partial(_decode_attention, kind))
+        AttentionMaskInterface.register(name, sdpa_mask)
 
 
 class _TimingStreamer:
@@ -178,9 +197,14 @@ class HFBackend:
         *,
         compile_prefill: bool = True,
         use_cuda_graph: bool | None = None,
+        decode_attention: str = "auto",
     ):
         if mode not in MODES:
             raise BadInput(f"unsupported mode {mode!r}; choose one of {', '.join(MODES)}")
+        if decode_attention not in DECODE_ATTENTION_CHOICES:
+            raise BadInput(f"unsupported decode attention {decode_attention!r}; "
+                           f"choose one of {', '.join(DECODE_ATTENTION_CHOICES)}")
+        self.decode_attention = decode_attention
         torch = _torch()
         self.model = model
         self.mode = mode
@@ -218,7 +242,7 @@ class HFBackend:
                 ),
                 prefill="torch.compile" if self.compile_prefill else "eager forward",
                 decode_attention=(
-                    f"{GQA_DECODE_ATTENTION} (GPU: split-KV reductions; each KV head read once per step)"
+                    f"{self._lean._attention} ({self.decode_attention}; each KV head read once per step)"
                     if self._lean is not None and self._lean._attention
                     else getattr(self.model.config, "_attn_implementation", None)
                 ),
@@ -312,9 +336,9 @@ class _LeanDecoder:
         self.step_index = torch.zeros(1, dtype=torch.long, device=dev)
         self.out_tokens = torch.zeros(batch_size, max(gen_tokens, 1), dtype=torch.long, device=dev)
         self._attention = None
-        if getattr(self.model.config, "_attn_implementation", None) == "sdpa":
+        if getattr(self.model.config, "_attn_implementation", None) == "sdpa" and backend.decode_attention != "transformers":
             _register_gqa_attention()
-            self._attention = GQA_DECODE_ATTENTION
+            self._attention = _DECODE_ATTENTION_NAMES[backend.decode_attention]
         self._has_experts = _has_experts(self.model)
         self._prefill_experts = self.model.get_experts_implementation() if self._has_experts else {}
         # On GPUs, coordinate-descent tuning makes inductor lower one-row matmuls (every projection
