@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict
@@ -21,7 +22,7 @@ from wattlens.core.results import MemoryStats, Repetition, TrialResult
 from wattlens.core.spec import TrialSpec
 from wattlens.core.units import dtype_bytes
 from wattlens.hw.rapl import RaplMeter
-from wattlens.meter.memory import cuda_memory_snapshot, reset_peak
+from wattlens.meter.memory import cuda_memory_snapshot, cuda_sync, reset_peak
 from wattlens.meter.sampler import PowerSampler
 from wattlens.models.arithmetic import ModelFacts, model_facts
 from wattlens.models.build import build_model, resolve_device
@@ -70,13 +71,17 @@ class ModelHolder:
         self.key: tuple | None = None
         self.model: Any = None
         self.weights_bytes: int | None = None
+        self.build_s: float | None = None  # wall time of the last build (device synced)
 
     def get(self, spec: TrialSpec, source: ModelSource, device: str) -> Any:
         key = spec.model_key()
         if key != self.key:
             self.release()
             before = cuda_memory_snapshot(device).get("allocated_bytes")
+            start = time.perf_counter()
             self.model = build_model(source, spec.dtype, device)
+            cuda_sync(device)()
+            self.build_s = time.perf_counter() - start
             after = cuda_memory_snapshot(device).get("allocated_bytes")
             self.weights_bytes = after - before if before is not None and after is not None else None
             self.key = key
@@ -216,6 +221,7 @@ def run_trial(
             **_gpu_figures(session, spec.dtype),
         )
         result.summary["device"] = device
+        result.summary["model_build_s"] = models.build_s  # of the build this trial's model came from
         result.summary.update(hygiene)
         result.summary.update(host_energy.to_dict())
         if timeline is not None:
