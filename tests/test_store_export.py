@@ -10,7 +10,7 @@ import pytest
 from conftest_store import RUN_ID, make_failed_trial, make_run, make_trial
 
 from wattlens.core.errors import BadInput
-from wattlens.store import ResultStore, export
+from wattlens.store import SCHEMA_VERSION, ResultStore, export
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ def test_parquet_without_pyarrow_says_how_to_install(store, tmp_path, monkeypatc
 
 def test_json_all_nests_runs_trials_repetitions(store, tmp_path):
     doc = json.loads(export(store, tmp_path / "results.json", table="all").read_text())
-    assert doc["schema_version"] == 1
+    assert doc["schema_version"] == SCHEMA_VERSION
     (run,) = doc["runs"]
     assert run["environment"]["driver_version"] == "580.65.06"
     assert [len(t["repetitions"]) for t in run["trials"]] == [3, 3, 0]

@@ -315,3 +315,28 @@ def test_process_killed_mid_save_leaves_no_partial_trial(tmp_path):
         assert len(s.load_runs()) == 1
         assert s.load_trials() == []
         assert s.connection.execute("SELECT COUNT(*) FROM repetitions").fetchone()[0] == 0
+
+
+def test_schema_1_database_is_upgraded_and_keeps_its_rows(tmp_path):
+    """A database written before token energy reads existed (schema 1) opens, gains the column, and
+    its repetitions load with no reads; new repetitions keep theirs."""
+    path = tmp_path / "v1.sqlite"
+    v1_schema = store_mod._SCHEMA.replace("    token_energy_reads_json  TEXT NOT NULL DEFAULT '[]',\n", "")
+    assert v1_schema != store_mod._SCHEMA
+    conn = sqlite3.connect(path)
+    for statement in store_mod._split_sql(v1_schema):
+        conn.execute(statement)
+    conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')")
+    conn.commit()
+    conn.close()
+    with ResultStore(path) as store:
+        assert store.meta()["schema_version"] == str(SCHEMA_VERSION)
+        store.start_run(make_run())
+        trial = make_trial()
+        reads = ((1, 0.05, 12.0), (3, 0.2, 40.5))
+        rep = replace(trial.repetitions[0], token_energy_reads=reads)
+        trial.repetitions = [rep, *trial.repetitions[1:]]
+        store.save_trial(trial)
+        loaded = store.load_trials()[0]
+    assert loaded.repetitions[0].token_energy_reads == reads
+    assert loaded.repetitions[1].token_energy_reads == ()

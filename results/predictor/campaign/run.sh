@@ -17,7 +17,7 @@ specs=(results/predictor/campaign/parts-$tier/p$part-*.yaml)
 [ ${#specs[@]} -gt 0 ] || { echo "no specs for tier $tier part $part" >&2; exit 2; }
 for spec in "${specs[@]}"; do
   echo "== $spec $(date -u +%FT%TZ)" >> "$OUT/$name.log"
-  $W sweep "$spec" --db "$db" --cooldown-s 5 >> "$OUT/$name.log" 2>&1
+  $W sweep "$spec" --db "$db" --cooldown-s 5 --token-energy-reads 24 >> "$OUT/$name.log" 2>&1
   echo "sweep exit $? $(date -u +%FT%TZ)" >> "$OUT/$name.log"
 done
 $W export --db "$db" --format json --table all --out "$OUT/$name.json"

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from wattlens.core.errors import BadInput
+from wattlens.meter.token_reads import select_read_tokens  # noqa: F401  (re-exported: where callers look)
 
 
 @dataclass(frozen=True)
@@ -38,20 +39,6 @@ class PrefixEnergy:
     energy_j: float | None
     uncertainty_j: float | None
     source: str  # "read" (a counter read at this token) | "interpolated" | "beyond last read"
-
-
-def select_read_tokens(max_output_tokens: int, n_reads: int = 24) -> list[int]:
-    """Tokens at which to read the counter: 1, then roughly log-spaced, always the last one.
-
-    Log spacing puts reads where short outputs need them; reads closer than two counter updates
-    add nothing, so callers with slow decode may ask for fewer.
-    """
-    if max_output_tokens < 1 or n_reads < 2:
-        raise BadInput("need max_output_tokens >= 1 and n_reads >= 2")
-    picks = {1, max_output_tokens}
-    for i in range(n_reads):
-        picks.add(max(1, min(max_output_tokens, round(max_output_tokens ** (i / (n_reads - 1))))))
-    return sorted(picks)
 
 
 def energy_at_output_lengths(

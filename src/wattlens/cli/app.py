@@ -48,6 +48,8 @@ def _spec_from_options(model, ctx, gen, batch, dtype, mode, temperature, top_p, 
                      repeats=repeats, warmups=warmups, prompt=prompt, device=device, seed=seed)
 
 
+TOKEN_READS_HELP = ("Also read the GPU energy counter at about N log-spaced output tokens of each repetition "
+                    "(energy of every shorter output from one run; GPUs only).")
 PHASES_HELP = "Also measure prefill/decode energy by subtraction and by in-run boundary (~20 s more per trial on a GPU)."
 
 COMPACT_COLUMNS = ("model", "mode", "dtype", "ctx", "gen", "batch", "TTFT ms (p50)", "TPOT ms (p50)", "decode tok/s",
@@ -109,6 +111,7 @@ def bench(
     quick: Annotated[bool, typer.Option(help="Skip idle-power calibration (energy then has no active figure).")] = False,
     cooldown_s: Annotated[float, typer.Option(help="Longest wait for the GPU to cool before the trial.")] = 30.0,
     phases: Annotated[bool, typer.Option("--phases", help=PHASES_HELP)] = False,
+    token_energy_reads: Annotated[int, typer.Option(help=TOKEN_READS_HELP)] = 0,
 ) -> None:
     """Measure one trial and store it."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -126,7 +129,7 @@ def bench(
                       TimeRemainingColumn(), console=err_console, transient=True, disable=as_json) as progress:
             task = progress.add_task(f"{spec.model} {spec.mode}", total=spec.repeats)
             result = run_trial(spec, session, ModelHolder(), on_repetition=lambda i: progress.advance(task),
-                               phases=phases)
+                               phases=phases, token_energy_reads=token_energy_reads)
     finally:
         session.close()
     if as_json:
@@ -172,6 +175,7 @@ def sweep(
     quick: Annotated[bool, typer.Option(help="Skip idle-power calibration.")] = False,
     cooldown_s: Annotated[float, typer.Option(help="Longest wait for the GPU to cool before each trial.")] = 30.0,
     phases: Annotated[bool, typer.Option("--phases", help=PHASES_HELP)] = False,
+    token_energy_reads: Annotated[int, typer.Option(help=TOKEN_READS_HELP)] = 0,
 ) -> None:
     """Run a grid of trials from a YAML spec; rerun to resume (finished trials are skipped)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -202,7 +206,7 @@ def sweep(
             task = progress.add_task("sweep", total=len(todo))
             for spec in todo:
                 progress.update(task, description=f"{spec.model} ctx={spec.ctx_tokens} b={spec.batch_size} {spec.mode}")
-                result = run_trial(spec, session, models, phases=phases)
+                result = run_trial(spec, session, models, phases=phases, token_energy_reads=token_energy_reads)
                 results.append(result)
                 if result.status != "ok":
                     err_console.print(f"[red]trial failed[/] {spec.trial_id}: {result.error.splitlines()[0]}")

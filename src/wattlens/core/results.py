@@ -76,6 +76,9 @@ class Repetition:
     token_times_s: tuple[float, ...]  # request start -> each output token, after a device sync
     e2e_s: float
     energy: EnergyWindow
+    # (output token number, seconds since request start, GPU joules since request start) read at
+    # selected tokens of one generation: the energy of every shorter output (runner --token-energy-reads)
+    token_energy_reads: tuple[tuple[int, float, float], ...] = ()
 
     @property
     def ttft_s(self) -> float:

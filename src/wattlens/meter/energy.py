@@ -243,6 +243,14 @@ class EnergyMeter:
                 errors.append(f"energy read failed on GPU {g.index}: {type(e).__name__}: {e}")
         return out, errors
 
+    def read_energy_mj(self) -> int | None:
+        """The energy counters summed over the meter's GPUs (mJ), or None when any read fails or
+        there is no GPU. A raw read: no sync, no flags (for reads inside a window, e.g. at tokens)."""
+        values, errors = self._read_counters()
+        if not values or errors:
+            return None
+        return sum(v for v in values if v is not None)
+
     def _read_powers(self) -> list[float]:
         out = []
         for g in self.gpus:

@@ -24,6 +24,7 @@ from wattlens.core.units import dtype_bytes
 from wattlens.hw.rapl import RaplMeter
 from wattlens.meter.memory import cuda_memory_snapshot, cuda_sync, reset_peak
 from wattlens.meter.sampler import PowerSampler
+from wattlens.meter.token_reads import TokenEnergyReader, select_read_tokens
 from wattlens.models.arithmetic import ModelFacts, model_facts
 from wattlens.models.build import build_model, resolve_device
 from wattlens.models.catalog import ModelSource, max_positions, resolve_model
@@ -136,6 +137,7 @@ def run_trial(
     on_repetition: Callable[[int], None] | None = None,
     save: bool = True,
     phases: bool = False,
+    token_energy_reads: int = 0,
 ) -> TrialResult:
     """Measure one spec; store and return the result (status 'failed' with the error on failure).
 
@@ -143,6 +145,10 @@ def run_trial(
     and decode by two methods (meter.phases: subtraction and in-run boundary), stored as a
     'phase_energy' artifact and as method-suffixed summary keys. Off by default: it costs about
     20 s per trial on an H100.
+
+    With `token_energy_reads=N` (N >= 2, GPUs only), the energy counter is also read at about N
+    log-spaced output tokens of every repetition, so one long generation gives the energy of
+    every shorter one (stored with each repetition; see meter.token_reads).
     """
     source, facts = check_spec(spec)
     result = TrialResult(spec=spec, run_id=session.run.run_id, weights=source.weights,
@@ -176,14 +182,21 @@ def run_trial(
         held_bytes = None
         reps: list[Repetition] = []
         rapl.start()
+        reader = None
+        if token_energy_reads and session.gpus and device.startswith("cuda"):
+            reader = TokenEnergyReader(session.meter, select_read_tokens(spec.gen_tokens, max(2, token_energy_reads)))
         for i in range(spec.repeats):
             first_ns: list[int] = []
 
             def on_token(index: int, t_ns: int, _first: list[int] = first_ns) -> None:
                 if index == 0:
                     _first.append(t_ns)
+                if reader is not None:
+                    reader(index, t_ns)
 
             with session.meter.window(f"rep{i}") as window:
+                if reader is not None:
+                    reader.start()
                 out = backend.generate(prompt.input_ids, prompt.attention_mask, spec.gen_tokens, on_token=on_token)
             w = window.result
             if w is not None:
@@ -198,7 +211,8 @@ def run_trial(
                     held_bytes = held_now - before["allocated_bytes"]
             reps.append(Repetition(index=i, input_tokens=prompt.input_tokens, output_tokens=out.n_new_tokens,
                                    batch_size=spec.batch_size, token_times_s=out.token_times_s(),
-                                   e2e_s=out.e2e_s, energy=window.result))
+                                   e2e_s=out.e2e_s, energy=window.result,
+                                   token_energy_reads=reader.reads(out.start_ns) if reader is not None else ()))
             del out
             if on_repetition:
                 on_repetition(i)

@@ -177,6 +177,7 @@ def _repetition_from_doc(d: dict[str, Any]) -> Repetition:
         token_times_s=tuple(d.get("token_times_s") or ()),
         e2e_s=d["e2e_s"],
         energy=window,
+        token_energy_reads=tuple(tuple(r) for r in d.get("token_energy_reads") or ()),  # absent before schema 2
     )
 
 

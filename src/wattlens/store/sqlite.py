@@ -29,7 +29,7 @@ from wattlens.core.metrics import tpot_s as _tpot_s
 from wattlens.core.results import EnergyWindow, MemoryStats, Repetition, RunInfo, TrialResult
 from wattlens.core.spec import TrialSpec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Bump when a table changes; add the upgrade step to `_MIGRATIONS` under the old version."""
 
 DEFAULT_DB_PATH = "wattlens.sqlite"
@@ -41,8 +41,11 @@ TRIAL_STATUSES = ("ok", "failed")
 WEIGHT_KINDS = ("random", "pretrained")
 MEMORY_ONLY_PATH = ":memory:"
 
-# Upgrade steps: _MIGRATIONS[v] turns a schema of version v into v + 1. Empty while v1 is the only one.
-_MIGRATIONS: dict[int, str] = {}
+# Upgrade steps: _MIGRATIONS[v] turns a schema of version v into v + 1.
+_MIGRATIONS: dict[int, str] = {
+    # v2: energy-counter reads at selected output tokens of a repetition.
+    1: "ALTER TABLE repetitions ADD COLUMN token_energy_reads_json TEXT NOT NULL DEFAULT '[]';",
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -130,6 +133,7 @@ CREATE TABLE IF NOT EXISTS repetitions (
     flags_json               TEXT NOT NULL DEFAULT '[]',
     not_measured_reason      TEXT,
     per_gpu_energy_j_json    TEXT NOT NULL DEFAULT '[]',
+    token_energy_reads_json  TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (trial_id, run_id, rep_index),
     FOREIGN KEY (trial_id, run_id) REFERENCES trials(trial_id, run_id) ON DELETE CASCADE
 );
@@ -322,6 +326,7 @@ def repetition_row(result: TrialResult, rep: Repetition) -> dict[str, Any]:
         "flags_json": to_json(list(w.flags)),
         "not_measured_reason": w.not_measured_reason,
         "per_gpu_energy_j_json": to_json(list(w.per_gpu_energy_j)),
+        "token_energy_reads_json": to_json([list(r) for r in rep.token_energy_reads]),
     }
 
 
@@ -348,6 +353,7 @@ def repetition_from_row(row: sqlite3.Row) -> Repetition:
         token_times_s=tuple(from_json(row["token_times_s_json"], [])),
         e2e_s=row["e2e_s"],
         energy=window,
+        token_energy_reads=tuple(tuple(r) for r in from_json(row["token_energy_reads_json"], [])),
     )
 
 
