@@ -115,8 +115,7 @@ def make_prompt(spec: TrialSpec, source: ModelSource, facts: ModelFacts, device:
                                device=device, avoid_token_ids=avoid)
     from wattlens.workloads.tokenizers import load_tokenizer
 
-    tokenizer = load_tokenizer(source.path) if source.path else load_tokenizer("gpt2")
-    _check_tokenizer_fits(source.path, facts.vocab_size, spec.model)
+    tokenizer = load_tokenizer(source.path) if source.path else load_tokenizer("gpt2")  # size checked in check_spec
     texts = ["Summarise the following notes in one paragraph."] * spec.batch_size
     return text_batch(tokenizer, texts, spec.ctx_tokens, device=device)
 
@@ -161,8 +160,9 @@ def run_trial(
     marks_ns: list[tuple[int, int, int]] = []
     hygiene: dict[str, Any] = {}
     rapl = RaplMeter()
+    on_gpu = bool(session.gpus) and device.startswith("cuda")  # energy, sampling and cooldown apply
     try:
-        if session.gpus and device.startswith("cuda"):
+        if on_gpu:
             hygiene = _cooldown_record(session.cooldown())
         model = models.get(spec, source, device)
         session.claim_own_gpu_processes()
@@ -176,14 +176,14 @@ def run_trial(
         free_device_memory()
         before = cuda_memory_snapshot(device)
         reset_peak(device)
-        if session.gpus and device.startswith("cuda"):
+        if on_gpu:
             sampler = PowerSampler(session.gpus, interval_s=min(0.05, (session.meter.update_period_s or 0.1) / 2))
             session.meter.sampler = sampler.start()
         held_bytes = None
         reps: list[Repetition] = []
         rapl.start()
         reader = None
-        if token_energy_reads and session.gpus and device.startswith("cuda"):
+        if token_energy_reads and on_gpu:
             reader = TokenEnergyReader(session.meter, select_read_tokens(spec.gen_tokens, max(2, token_energy_reads)))
         for i in range(spec.repeats):
             first_ns: list[int] = []
@@ -218,7 +218,7 @@ def run_trial(
                 on_repetition(i)
         host_energy = rapl.stop()
         timeline = sampler.stop() if sampler else None
-        session.meter.sampler = None
+        session.meter.sampler = None  # the phase passes below are not covered by this timeline
         result.repetitions = reps
         result.memory = _memory_stats(session, spec, facts, models, backend, before, held_bytes, device)
         if phases:  # after the memory figures, so the extra passes cannot change them
