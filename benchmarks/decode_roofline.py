@@ -111,7 +111,7 @@ def main() -> int:
     ap.add_argument("--gen", type=int, default=256)
     ap.add_argument("--pairs", type=int, default=10, help="harness/bare pairs, alternated")
     ap.add_argument("--decode-attention", default="auto",
-                    help="comma-separated variants: auto, reductions, grouped_sdpa, transformers")
+                    help="comma-separated variants: auto, reductions, flex, grouped_sdpa, transformers")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--profile", action="store_true", help="print the top CUDA kernels of 5 decode steps")
     args = ap.parse_args()
@@ -135,7 +135,12 @@ def main() -> int:
 
     variants = []
     for variant in args.decode_attention.split(","):
-        r = measure_variant(model, prompt, args.gen, args.pairs, meter, variant.strip())
+        try:
+            r = measure_variant(model, prompt, args.gen, args.pairs, meter, variant.strip())
+        except Exception as exc:  # one variant failing to compile must not lose the others
+            print(f"== decode attention {variant}: FAILED: {type(exc).__name__}: {str(exc)[:2000]}", flush=True)
+            torch.cuda.empty_cache()
+            continue
         if bound:
             r["roofline_tokens_per_s"] = bound
             r["roofline_pct"] = 100.0 * r["decode_tokens_per_s"] / bound

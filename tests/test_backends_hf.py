@@ -216,9 +216,12 @@ def test_top_k_two_only_draws_the_two_most_likely():
 
 @pytest.mark.parametrize("kv_heads,groups", [(2, 4), (4, 1)])
 @pytest.mark.parametrize("mask_kind", ["bool", "float", "none"])
-def test_decode_attention_by_reductions_matches_sdpa(kv_heads, groups, mask_kind):
-    """The GPU decode path (broadcast multiply + sum) equals plain SDPA with repeated KV heads."""
-    from wattlens.backends.hf import decode_attention_by_reductions
+@pytest.mark.parametrize("variant", ["reductions", "flex"])
+def test_decode_attention_variants_match_sdpa(kv_heads, groups, mask_kind, variant):
+    """The GPU decode paths (reductions + matmul; flex attention) equal plain SDPA with repeated KV heads."""
+    from wattlens.backends import hf
+
+    attend = {"reductions": hf.decode_attention_by_reductions, "flex": hf.decode_attention_by_flex}[variant]
 
     gen = torch.Generator().manual_seed(7)
     batch, length, dim = 2, 37, 16
@@ -231,9 +234,29 @@ def test_decode_attention_by_reductions_matches_sdpa(kv_heads, groups, mask_kind
     ref = torch.nn.functional.scaled_dot_product_attention(
         q, k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1), attn_mask=mask, scale=0.3
     ).transpose(1, 2)
-    out = decode_attention_by_reductions(q, k, v, mask, scaling=0.3)
+    out = attend(q, k, v, mask, scaling=0.3)  # flex: the mask applied as a bias (no positions given)
     assert out.shape == (batch, 1, kv_heads * groups, dim)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_flex_decode_attention_masks_from_positions(compiled):
+    """Given token positions, the flex variant hides cache slots past each row's position, in eager
+    and compiled form (compiled: inductor's flex kernel with the positions as a graph input)."""
+    from wattlens.backends.hf import decode_attention_by_flex
+
+    gen = torch.Generator().manual_seed(11)
+    q = torch.randn(2, 8, 1, 16, generator=gen)
+    k = torch.randn(2, 2, 40, 16, generator=gen)
+    v = torch.randn(2, 2, 40, 16, generator=gen)
+    positions = torch.tensor([[29], [35]])
+    slots = torch.arange(40)
+    causal = (slots[None, :] <= positions)[:, None, None, :]
+    attend = torch.compile(decode_attention_by_flex, fullgraph=True) if compiled else decode_attention_by_flex
+    out = attend(q, k, v, causal, 0.3, positions)
+    ref = decode_attention_by_flex(q, k, v, causal, scaling=0.3)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(out, decode_attention_by_flex(q, k, v, None, scaling=0.3))
 
 
 @pytest.mark.slow
@@ -254,7 +277,7 @@ def test_compiled_sliding_window_model_matches_eager_far_past_the_window():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", ["reductions", "grouped_sdpa", "transformers"])
+@pytest.mark.parametrize("variant", ["reductions", "flex", "grouped_sdpa", "transformers"])
 def test_compiled_decode_attention_variants_match_eager(variant):
     """Every decode-attention variant of the compiled loop gives eager's greedy tokens (GQA model)."""
     from wattlens.models.build import build_model

@@ -7,17 +7,22 @@
 #   OUT=<dir> bash results/h100/core/run.sh qwen3-32b   # Qwen3-32B sweep: eager, compiled
 # The first H100 session ran "8b" with the benchmark inside it, and "large" (= both big models in one
 # command, sweep-large.yaml), which hit its time limit.
-# BENCH_VARIANTS picks the compiled loop's decode attention(s) to compare (default: reductions,grouped_sdpa).
+# BENCH_VARIANTS picks the compiled loop's decode attention(s) to compare (default: reductions,flex).
 set -u
 part=$1
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 W="python3 -m wattlens"
 $W env --json > "$OUT/env.json" 2> /dev/null
 if [ "$part" = benchmark ]; then
-  python3 benchmarks/decode_roofline.py --profile --decode-attention "${BENCH_VARIANTS:-reductions,grouped_sdpa}" \
+  python3 benchmarks/decode_roofline.py --profile --decode-attention "${BENCH_VARIANTS:-reductions,flex}" \
     --out "$OUT" > "$OUT/benchmark.log" 2>&1
   echo "benchmark exit $?" >> "$OUT/benchmark.log"
   tail -n 60 "$OUT/benchmark.log"
+  # GPU busy vs wall time per step, for the DVFS what-if (issue #6), in what is left of the 10 minutes
+  timeout $((570 - SECONDS)) python3 benchmarks/busy_time.py --model llama-3.1-8b --modes eager,static \
+    --out "$OUT/busy-8b.json" > "$OUT/busy-8b.log" 2>&1
+  echo "busy_time exit $?" >> "$OUT/busy-8b.log"
+  tail -n 5 "$OUT/busy-8b.log"
   exit 0
 fi
 db=/tmp/core-$part.sqlite
@@ -27,3 +32,4 @@ echo "sweep exit $?" >> "$OUT/sweep-$part.log"
 $W export --db $db --format json --table all --out "$OUT/store-$part.json"
 $W report --db $db --out "$OUT/report-$part.md"
 grep -v "━\|│\|┃" "$OUT/sweep-$part.log" | tail -n 25
+

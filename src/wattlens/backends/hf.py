@@ -86,13 +86,50 @@ def decode_attention_by_reductions(query, key, value, attention_mask, scaling=No
     return out.reshape(batch, q_heads, 1, head_dim).transpose(1, 2).contiguous()
 
 
-DECODE_ATTENTION_CHOICES = ("auto", "reductions", "grouped_sdpa", "transformers")
+def decode_attention_by_flex(query, key, value, attention_mask, scaling=None, position_ids=None):
+    """One-token attention through PyTorch's flex attention.
+
+    Compiled, a one-row flex attention becomes inductor's flex-decoding kernel: the cache is split
+    into chunks spread over all SMs (split-KV) and the query heads sharing a KV head are packed into
+    one tile, so every KV head is read once. The mask is applied inside the kernel from the token
+    positions (`position_ids`, [B, 1]): in a static-cache decode step a masked layer sees cache slots
+    0..position, which is what its causal mask says; a layer given no mask (a full sliding window)
+    sees every slot. Without positions the given mask is applied as a per-slot bias instead.
+    Same shapes and mask convention as `decode_attention_by_reductions`.
+    """
+    torch = _torch()
+    from torch.nn.attention.flex_attention import flex_attention
+
+    batch, _, _, head_dim = query.shape
+    slots = key.shape[2]
+    hidden = float("-inf")
+    if attention_mask is None:
+        score_mod = None
+    elif position_ids is not None:
+        def score_mod(score, b, h, q_idx, kv_idx):
+            return torch.where(kv_idx <= position_ids[b, 0], score, hidden)
+    else:
+        mask = attention_mask.expand(batch, 1, 1, slots).reshape(batch, slots)
+        bias = (torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill(~mask, hidden)
+                if mask.dtype == torch.bool else mask.float())
+
+        def score_mod(score, b, h, q_idx, kv_idx):
+            return score + bias[b, kv_idx]
+
+    scale = scaling if scaling is not None else head_dim**-0.5
+    out = flex_attention(query, key, value, score_mod=score_mod, scale=scale, enable_gqa=True)
+    return out.transpose(1, 2).contiguous()
+
+
+DECODE_ATTENTION_CHOICES = ("auto", "reductions", "flex", "grouped_sdpa", "transformers")
 """How the compiled loop's one-token steps attend: `auto` (reductions on GPUs, grouped SDPA on the
-CPU), `reductions`, `grouped_sdpa`, or `transformers` (the model's own sdpa path, for comparison)."""
+CPU), `reductions`, `flex` (PyTorch flex attention, split-KV decoding), `grouped_sdpa`, or
+`transformers` (the model's own sdpa path, for comparison)."""
 
 _DECODE_ATTENTION_NAMES = {
     "auto": GQA_DECODE_ATTENTION,
     "reductions": "wattlens_decode_reductions",
+    "flex": "wattlens_decode_flex",
     "grouped_sdpa": "wattlens_decode_grouped_sdpa",
 }
 
@@ -110,6 +147,8 @@ def _decode_attention(kind, module, query, key, value, attention_mask, dropout=0
         kind = "reductions" if query.is_cuda else "grouped_sdpa"
     if kind == "reductions":
         return decode_attention_by_reductions(query, key, value, attention_mask, scaling), None
+    if kind == "flex":
+        return decode_attention_by_flex(query, key, value, attention_mask, scaling, kwargs.get("position_ids")), None
     if groups == 1:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
