@@ -108,7 +108,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="llama-3.1-8b")
     ap.add_argument("--ctx", type=int, default=2048)
-    ap.add_argument("--gen", type=int, default=256)
+    ap.add_argument("--gen", default="256",
+                    help="output length(s), comma-separated: each is its own compile (cache = ctx + gen slots)")
     ap.add_argument("--pairs", type=int, default=10, help="harness/bare pairs, alternated")
     ap.add_argument("--decode-attention", default="auto",
                     help="comma-separated variants: auto, reductions, flex, grouped_sdpa, transformers")
@@ -122,7 +123,7 @@ def main() -> int:
 
     meter = EnergyMeter.for_visible_gpus(sync=torch.cuda.synchronize)
     gpu_name = torch.cuda.get_device_name(0)
-    spec = match_gpu_spec(meter.gpus[0].name) if meter.gpus else None
+    spec = match_gpu_spec(meter.gpus[0].name if meter.gpus else gpu_name)
     source = resolve_model(args.model)
     facts = model_facts(source.config)
     t0 = time.perf_counter()
@@ -130,26 +131,32 @@ def main() -> int:
     torch.cuda.synchronize()
     build_s = time.perf_counter() - t0
     prompt = synthetic_batch(1, args.ctx, facts.vocab_size, device="cuda")
-    bytes_per_step = facts.decode_bytes_per_step(args.ctx + args.gen // 2, 1, dtype_bytes("bf16"))
-    bound = spec.memory_bandwidth_bytes_per_s / bytes_per_step if spec else None
+    gens = [int(g) for g in str(args.gen).split(",")]
 
     variants = []
-    for variant in args.decode_attention.split(","):
-        try:
-            r = measure_variant(model, prompt, args.gen, args.pairs, meter, variant.strip())
-        except Exception as exc:  # one variant failing to compile must not lose the others
-            print(f"== decode attention {variant}: FAILED: {type(exc).__name__}: {str(exc)[:2000]}", flush=True)
+    for gen_tokens in gens:
+        # the average step reads the KV cache at ctx + gen/2 tokens
+        bytes_per_step = facts.decode_bytes_per_step(args.ctx + gen_tokens // 2, 1, dtype_bytes("bf16"))
+        bound = spec.memory_bandwidth_bytes_per_s / bytes_per_step if spec else None
+        for variant in args.decode_attention.split(","):
+            try:
+                r = measure_variant(model, prompt, gen_tokens, args.pairs, meter, variant.strip())
+            except Exception as exc:  # one variant failing to compile must not lose the others
+                print(f"== decode attention {variant}, gen {gen_tokens}: FAILED: {type(exc).__name__}: "
+                      f"{str(exc)[:2000]}", flush=True)
+                torch.cuda.empty_cache()
+                continue
+            r["gen_tokens"] = gen_tokens
+            r["decode_bytes_per_step"] = bytes_per_step
+            if bound:
+                r["roofline_tokens_per_s"] = bound
+                r["roofline_pct"] = 100.0 * r["decode_tokens_per_s"] / bound
+            if args.profile:
+                print(f"== decode attention: {r['decode_attention']}, gen {gen_tokens}")
+                print_decode_profile(r["lean"], prompt.input_ids)
+            del r["lean"]
+            variants.append(r)
             torch.cuda.empty_cache()
-            continue
-        if bound:
-            r["roofline_tokens_per_s"] = bound
-            r["roofline_pct"] = 100.0 * r["decode_tokens_per_s"] / bound
-        if args.profile:
-            print(f"== decode attention: {r['decode_attention']}")
-            print_decode_profile(r["lean"], prompt.input_ids)
-        del r["lean"]
-        variants.append(r)
-        torch.cuda.empty_cache()
 
     result = {
         "gpu": gpu_name,
@@ -158,9 +165,10 @@ def main() -> int:
         "model": args.model,
         "weights": "random",
         "ctx_tokens": args.ctx,
-        "gen_tokens": args.gen,
+        "gen_tokens": gens,
         "build_s": build_s,
-        "decode_bytes_per_step": bytes_per_step,
+        # of the first output length (what `wattlens dvfs whatif` reads); each variant has its own
+        "decode_bytes_per_step": facts.decode_bytes_per_step(args.ctx + gens[0] // 2, 1, dtype_bytes("bf16")),
         "variants": variants,
         "environment": capture_environment(meter.gpus),
     }
@@ -168,18 +176,21 @@ def main() -> int:
     lines = [
         f"# compiled decode vs HBM roofline ({gpu_name}, {args.model}, weights: random, bf16)",
         "",
-        f"- ctx {args.ctx}, gen {args.gen}, batch 1; {args.pairs} harness/bare pairs per variant, alternated; medians",
-        f"- bytes read per decode step (analytic): {bytes_per_step / 1e9:.3f} GB",
+        f"- ctx {args.ctx}, batch 1; {args.pairs} harness/bare pairs per (gen, variant), alternated; medians",
+        "- bytes read per decode step (analytic, KV cache at ctx + gen/2 tokens) and roofline per row"
+        + (f" ({spec.name}, {spec.memory_bandwidth_bytes_per_s / 1e9:.0f} GB/s)" if spec else ""),
+        f"- model build {build_s:.1f} s",
+        "",
+        "| gen | decode attention | GB per step | roofline tok/s | TPOT ms | tok/s | % of roofline (target >= 70) "
+        "| harness overhead % (target <= 2) | compile + capture s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    if spec:
-        lines.append(f"- roofline ({spec.name}, {spec.memory_bandwidth_bytes_per_s / 1e9:.0f} GB/s): {bound:.1f} tok/s")
-    lines.append(f"- model build {build_s:.1f} s")
-    lines += ["", "| decode attention | TPOT ms | tok/s | % of roofline (target >= 70) | harness overhead % (target <= 2) "
-              "| compile + capture s |", "|---|---|---|---|---|---|"]
     for r in variants:
         pct = f"{r['roofline_pct']:.1f}" if "roofline_pct" in r else "—"
-        lines.append(f"| {r['decode_attention']} | {1e3 * r['tpot_s_median']:.3f} | {r['decode_tokens_per_s']:.1f} | "
-                     f"{pct} | {r['harness_overhead_pct']:+.2f} | {r['compile_and_capture_s']:.0f} |")
+        roof = f"{r['roofline_tokens_per_s']:.1f}" if "roofline_tokens_per_s" in r else "—"
+        lines.append(f"| {r['gen_tokens']} | {r['decode_attention']} | {r['decode_bytes_per_step'] / 1e9:.3f} | {roof} | "
+                     f"{1e3 * r['tpot_s_median']:.3f} | {r['decode_tokens_per_s']:.1f} | {pct} | "
+                     f"{r['harness_overhead_pct']:+.2f} | {r['compile_and_capture_s']:.0f} |")
     text = "\n".join(lines) + "\n"
     (args.out / "decode_roofline.md").write_text(text)
     print(text)

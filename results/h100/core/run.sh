@@ -7,7 +7,8 @@
 #   OUT=<dir> bash results/h100/core/run.sh qwen3-32b   # Qwen3-32B sweep: eager, compiled
 # The first H100 session ran "8b" with the benchmark inside it, and "large" (= both big models in one
 # command, sweep-large.yaml), which hit its time limit.
-# BENCH_VARIANTS picks the compiled loop's decode attention(s) to compare (default: reductions,flex).
+# BENCH_VARIANTS picks the compiled loop's decode attention(s) to compare (default: reductions,flex);
+# BENCH_GENS the output length(s), each its own compile (default: 256).
 set -u
 part=$1
 export PYTHONPATH=src PYTHONUNBUFFERED=1
@@ -15,7 +16,7 @@ W="python3 -m wattlens"
 $W env --json > "$OUT/env.json" 2> /dev/null
 if [ "$part" = benchmark ]; then
   python3 benchmarks/decode_roofline.py --profile --decode-attention "${BENCH_VARIANTS:-reductions,flex}" \
-    --out "$OUT" > "$OUT/benchmark.log" 2>&1
+    --gen "${BENCH_GENS:-256}" --out "$OUT" > "$OUT/benchmark.log" 2>&1
   echo "benchmark exit $?" >> "$OUT/benchmark.log"
   tail -n 60 "$OUT/benchmark.log"
   # GPU busy vs wall time per step, for the DVFS what-if (issue #6), in what is left of the 10 minutes
