@@ -470,7 +470,7 @@ def h100_inputs_from_trials(trials: Sequence[Any], model: str, *, f_ref_mhz: flo
                             f"trial's {tpot_s * 1e3:.2f} ms step (the busy_time run's own step took "
                             f"{m.decode_step_wall_s * 1e3:.2f} ms), prefill {m.prefill_gpu_busy_s * 1e3:.2f} ms "
                             f"of the trial's {ttft_s * 1e3:.2f} ms TTFT (busy_time run: "
-                            f"{m.prefill_wall_s * 1e3:.2f} ms); host time = the trial's wall minus busy")
+                            f"{m.prefill_wall_s * 1e3:.2f} ms); host time solved from the trial's wall and the measured busy")
         elif mode == "compiled":
             source = BUSY_GRAPH
             step_gpu_s, prefill_gpu_s = tpot_s, ttft_s

@@ -232,7 +232,8 @@ def _busy_section(res: dict[str, Any]) -> list[str]:
         L += [f"GPU busy time of **{', '.join(by_source.get(BUSY_MEASURED, [])) or 'no mode of the store'}** is "
               f"**{BUSY_MEASURED}** (`{b['path']}`): the profiler's summed CUDA kernel time of a prefill and of a "
               "decode step, beside unprofiled wall time, in a separate run from the trials. The model uses the "
-              "measured busy *seconds* with the trial's own wall time (host time = the rest): GPU work is stable "
+              "measured busy *seconds* with the trial's own wall time (host time = what the trial's wall leaves: wall - "
+              "busy in the additive form, solved with k in the overlap form): GPU work is stable "
               "from run to run, the host-bound wall time is not. Busy > trial wall would be clipped to the wall "
               "(see the notes in whatif.json).", "",
               "| mode | busy run: decode step wall ms | decode GPU busy ms | trial TPOT ms | busy share of the trial step | "
