@@ -150,5 +150,7 @@ def test_difficulty_labels_and_ablation_pipeline():
 
 
 def test_energies_from_committed_store():
-    e = energies_from_store(["results/h100/core/store-8b.json", "results/h100/core/store-large.json"])
+    # the first H100 session's stores (moved under earlier/ when the second session's replaced them)
+    first = "results/h100/core/earlier/3-first-session"
+    e = energies_from_store([f"{first}/store-8b.json", f"{first}/store-large.json"])
     assert e["llama-3.1-8b"][0] == pytest.approx(444.6445) and e["qwen3-32b"][0] > e["llama-3.1-8b"][0]

@@ -28,6 +28,11 @@ average power). Of that active energy a share `a` is clock-invariant and fixed p
     E(f) = P_idle * time_s(f) + P_busy * (a * gpu_s(f_ref) + (1 - a) * gpu_s(f) * g(f) / g(f_ref)).
 By default `a` is the study fit's static share (an assumption: the same split on another GPU).
 
+GPU busy time per phase: measured by benchmarks/busy_time.py where a busy-time JSON is given
+(`load_busy_time`), otherwise estimated (`h100_inputs_from_trials`). The measurement comes from a
+different run than the trial, so the model takes the measured busy *seconds* and the trial's own
+wall time: the GPU work of a step is stable across runs, the host-bound wall time is not.
+
 `fit_study` fits (s, v_floor) to the published Table XI / XII figures of seeds/003 (transcribed in
 analysis/data/dvfs_study_*.csv) and reports the mean absolute percentage error per table.
 """
@@ -35,10 +40,13 @@ analysis/data/dvfs_study_*.csv) and reports the mean absolute percentage error p
 from __future__ import annotations
 
 import csv
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
+
+from wattlens.core.errors import BadInput
 
 DATA = Path(__file__).with_name("data")
 STUDY_F_MAX_MHZ = 2842.0
@@ -236,6 +244,101 @@ def fit_study() -> StudyFit:
 
 
 # ---- H100 what-if from measured trials -----------------------------------------------------------
+BUSY_MEASURED = "measured (benchmarks/busy_time.py)"
+BUSY_ESTIMATED = "estimated"
+BUSY_GRAPH = "CUDA graph: busy = wall (assumed)"
+
+
+@dataclass(frozen=True)
+class BusyTime:
+    """GPU busy and wall time of one mode, as benchmarks/busy_time.py measured them.
+
+    The wall times belong to the busy_time run, not to the trial; they are kept for the report only."""
+
+    mode: str
+    prefill_gpu_busy_s: float
+    decode_step_gpu_busy_s: float
+    prefill_wall_s: float
+    decode_step_wall_s: float
+
+
+@dataclass(frozen=True)
+class BusyTimeFile:
+    """A busy_time JSON: which model / context / batch it measured, and the modes it has."""
+
+    path: str
+    model: str
+    modes: dict[str, BusyTime]
+    ctx_tokens: int | None = None
+    batch_size: int | None = None
+    gpu: str | None = None
+
+
+def _positive_s(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise BadInput(f"{where} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def load_busy_time(path: str | Path, model: str) -> BusyTimeFile:
+    """Read and check a benchmarks/busy_time.py JSON for `model`; BadInput names what is wrong."""
+    p = Path(path).expanduser()
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"no such busy-time file: {p}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadInput(f"cannot read busy-time file {p}: {e}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("modes"), list) or not doc["modes"]:
+        raise BadInput(f"{p} is not a benchmarks/busy_time.py result (needs a non-empty 'modes' list)")
+    if doc.get("model") != model:
+        raise BadInput(f"busy-time file {p} measured model {doc.get('model')!r}, not {model!r}")
+    modes: dict[str, BusyTime] = {}
+    for i, row in enumerate(doc["modes"]):
+        mode = row.get("mode") if isinstance(row, dict) else None
+        if not isinstance(mode, str) or not mode:
+            raise BadInput(f"{p}: modes[{i}] has no 'mode' name")
+        if mode in modes:
+            raise BadInput(f"{p}: mode {mode!r} appears twice")
+        modes[mode] = BusyTime(
+            mode,
+            prefill_gpu_busy_s=_positive_s(row.get("prefill_gpu_busy_s"), f"{p}: {mode} prefill_gpu_busy_s"),
+            decode_step_gpu_busy_s=_positive_s(row.get("decode_step_gpu_busy_s"),
+                                               f"{p}: {mode} decode_step_gpu_busy_s"),
+            prefill_wall_s=_positive_s(row.get("prefill_wall_s"), f"{p}: {mode} prefill_wall_s"),
+            decode_step_wall_s=_positive_s(row.get("decode_step_wall_s"), f"{p}: {mode} decode_step_wall_s"))
+
+    def _int_or_none(key: str) -> int | None:
+        v = doc.get(key)
+        return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    gpu = doc.get("gpu") if isinstance(doc.get("gpu"), str) else None
+    return BusyTimeFile(str(p), model, modes, _int_or_none("ctx_tokens"), _int_or_none("batch"), gpu)
+
+
+def _check_busy_matches(busy: BusyTimeFile, trial: Any, model: str) -> None:
+    """The busy time of another model, context length or batch would silently give wrong host times."""
+    if busy.model != model:
+        raise BadInput(f"busy-time file {busy.path} measured model {busy.model!r}, not {model!r}")
+    spec = trial.spec
+    for what, theirs, ours in (("context length", busy.ctx_tokens, spec.ctx_tokens),
+                               ("batch size", busy.batch_size, spec.batch_size)):
+        if theirs is not None and theirs != ours:
+            raise BadInput(f"busy-time file {busy.path} measured {what} {theirs}, but the {spec.mode} trial "
+                           f"of {model} ran {what} {ours}")
+    gpu = getattr(trial, "gpu_name", None)
+    if busy.gpu and gpu and busy.gpu != gpu:
+        raise BadInput(f"busy-time file {busy.path} was measured on {busy.gpu!r}, the trials on {gpu!r}")
+
+
+def _busy_within_wall(busy_s: float, wall_s: float, phase: str, notes: list[str]) -> float:
+    """Measured busy time, clipped at the trial's wall time (they come from different runs)."""
+    if busy_s <= wall_s:
+        return busy_s
+    notes.append(f"{phase}: measured GPU busy {busy_s * 1e3:.2f} ms exceeds the trial's wall time "
+                 f"{wall_s * 1e3:.2f} ms (different runs); clipped to the wall, host time 0")
+    return wall_s
+
 @dataclass
 class TrialInputs:
     """What the what-if needs from one measured trial (one mode), with the estimates spelled out."""
@@ -252,6 +355,7 @@ class TrialInputs:
     prefill: PhaseModel
     decode_step: PhaseModel
     notes: list[str] = field(default_factory=list)
+    gpu_busy_source: str = BUSY_ESTIMATED  # where the GPU busy time of the phases came from
 
     @property
     def decode_steps(self) -> int:
@@ -318,44 +422,72 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def h100_inputs_from_trials(trials: Sequence[Any], model: str, *, f_ref_mhz: float, idle_power_w: float,
                             decode_bytes_per_step: float, bandwidth_bytes_per_s: float,
-                            eager_gpu_share: str = "mid", overlap_k: float = 8.0) -> dict[str, TrialInputs]:
-    """TrialInputs for each mode of `model`, with GPU busy time ESTIMATED from the other modes.
+                            eager_gpu_share: str = "mid", overlap_k: float = 8.0,
+                            busy: BusyTimeFile | None = None) -> dict[str, TrialInputs]:
+    """TrialInputs for each mode of `model`, with the GPU busy time of each phase measured or estimated.
 
-    - compiled: the decode step is one CUDA-graph replay, so GPU busy = step wall time (the kernel
-      profile in results/h100/core/benchmark.log agrees: 34.99 ms of CUDA time over 5 steps).
-    - eager: the GPU work of a step is at least the compiled step's (same bytes, less fusion) and at
-      most the `static` mode's step (same eager kernels with a static cache, less host work):
-      `eager_gpu_share` = 'low' | 'mid' | 'high' picks the lower bound, the midpoint or the upper bound.
-      The rest of the step is host time. A CUDA-event measurement (benchmarks/busy_time.py) replaces
-      this estimate.
+    - a mode present in `busy` (benchmarks/busy_time.py): the measured GPU busy seconds of the
+      prefill and of a decode step, set against the TRIAL's wall times (TTFT, TPOT); the host time
+      is what is left of the trial's wall (additive: wall - busy; overlap: solved with k). The busy
+      run's own wall times are not used: the host-bound wall varies from run to run (eager 28.8 vs
+      35.95 ms per step on the same H100 minutes apart) while the GPU work did not (8.44 ms both).
+      Busy > wall (possible across runs) is clipped to the wall, with a note.
+    - compiled, when not in `busy`: the decode step is one CUDA-graph replay, so GPU busy = step
+      wall time (the kernel profile in results/h100/core/benchmark.log: 31.85 ms of CUDA time over
+      5 steps = 6.37 ms vs a 6.42 ms step, ~99%); prefill busy = TTFT.
+    - any other mode not in `busy` (estimated): the GPU work of a step is at least the compiled
+      step's (same bytes, less fusion) and at most the `static` mode's step (same eager kernels with
+      a static cache, less host work): `eager_gpu_share` = 'low' | 'mid' | 'high' picks the lower
+      bound, the midpoint or the upper bound; prefill busy = TTFT.
     - memory floor of a step: bytes read per step / `bandwidth_bytes_per_s`; the rest of the GPU time
-      scales with the SM clock. Prefill: GPU-bound (2048-token GEMMs), same memory floor for weights.
+      scales with the SM clock. Prefill: same memory floor for the weights.
     """
     by_mode = {t.spec.mode: t for t in trials if t.spec.model == model and t.status == "ok"}
-    if "compiled" not in by_mode:
-        raise ValueError(f"no compiled trial of {model}: the compiled step time anchors the GPU busy estimate")
-    comp = by_mode["compiled"].summary
-    static_tpot = by_mode["static"].summary["tpot_s_median"] if "static" in by_mode else comp["tpot_s_median"]
+    if not by_mode:
+        raise BadInput(f"no successful trial of {model} in the store")
+    measured = busy.modes if busy is not None else {}
+    if busy is not None:
+        for t in by_mode.values():
+            _check_busy_matches(busy, t, model)
+    estimated = [m for m in by_mode if m != "compiled" and m not in measured]
+    if estimated and "compiled" not in by_mode:
+        raise BadInput(f"no compiled trial of {model}: the compiled step time anchors the GPU busy estimate "
+                       f"of {', '.join(estimated)} (or measure them: benchmarks/busy_time.py, --busy)")
+    comp_tpot_s = by_mode["compiled"].summary["tpot_s_median"] if "compiled" in by_mode else None
+    static_tpot_s = by_mode["static"].summary["tpot_s_median"] if "static" in by_mode else comp_tpot_s
     mem_s = decode_bytes_per_step / bandwidth_bytes_per_s
     out: dict[str, TrialInputs] = {}
     for mode, t in by_mode.items():
         s = t.summary
-        tpot, ttft = s["tpot_s_median"], s["ttft_s_median"]
-        notes = []
-        if mode == "compiled":
-            gpu_step = tpot
-            notes.append("decode GPU busy = step wall time (CUDA graph replay)")
+        tpot_s, ttft_s = s["tpot_s_median"], s["ttft_s_median"]
+        notes: list[str] = []
+        if mode in measured:
+            m = measured[mode]
+            source = BUSY_MEASURED
+            step_gpu_s = _busy_within_wall(m.decode_step_gpu_busy_s, tpot_s, "decode step", notes)
+            prefill_gpu_s = _busy_within_wall(m.prefill_gpu_busy_s, ttft_s, "prefill", notes)
+            notes.insert(0, f"GPU busy {source}: decode step {m.decode_step_gpu_busy_s * 1e3:.2f} ms of the "
+                            f"trial's {tpot_s * 1e3:.2f} ms step (the busy_time run's own step took "
+                            f"{m.decode_step_wall_s * 1e3:.2f} ms), prefill {m.prefill_gpu_busy_s * 1e3:.2f} ms "
+                            f"of the trial's {ttft_s * 1e3:.2f} ms TTFT (busy_time run: "
+                            f"{m.prefill_wall_s * 1e3:.2f} ms); host time solved from the trial's wall and the measured busy")
+        elif mode == "compiled":
+            source = BUSY_GRAPH
+            step_gpu_s, prefill_gpu_s = tpot_s, ttft_s
+            notes.append("decode GPU busy = step wall time (CUDA graph replay); prefill busy = TTFT")
         else:
-            lo, hi = min(comp["tpot_s_median"], tpot), min(static_tpot, tpot)
-            gpu_step = {"low": lo, "mid": 0.5 * (lo + hi), "high": hi}[eager_gpu_share]
+            source = BUSY_ESTIMATED
+            lo, hi = min(comp_tpot_s, tpot_s), min(static_tpot_s, tpot_s)  # type: ignore[type-var]
+            step_gpu_s = {"low": lo, "mid": 0.5 * (lo + hi), "high": hi}[eager_gpu_share]
+            prefill_gpu_s = ttft_s
             notes.append(f"decode GPU busy per step estimated in [{lo * 1e3:.2f}, {hi * 1e3:.2f}] ms "
-                         f"(compiled step .. static step); using {eager_gpu_share} = {gpu_step * 1e3:.2f} ms "
-                         f"of a {tpot * 1e3:.2f} ms step")
-        decode = PhaseModel.from_wall(tpot, gpu_step, mem_s, f_ref_mhz, overlap_k)
-        prefill = PhaseModel.from_wall(ttft, ttft, mem_s, f_ref_mhz, overlap_k)
-        out[mode] = TrialInputs(mode, model, f_ref_mhz, int(s["output_tokens"]), ttft, tpot,
+                         f"(compiled step .. static step); using {eager_gpu_share} = {step_gpu_s * 1e3:.2f} ms "
+                         f"of a {tpot_s * 1e3:.2f} ms step; prefill busy = TTFT (estimated)")
+        decode = PhaseModel.from_wall(tpot_s, step_gpu_s, mem_s, f_ref_mhz, overlap_k)
+        prefill = PhaseModel.from_wall(ttft_s, prefill_gpu_s, mem_s, f_ref_mhz, overlap_k)
+        out[mode] = TrialInputs(mode, model, f_ref_mhz, int(s["output_tokens"]), ttft_s, tpot_s,
                                 s["energy_gpu_j_median"], s["average_power_w"], idle_power_w, prefill, decode,
-                                notes)
+                                notes, source)
     return out
 
 

@@ -172,12 +172,15 @@ def whatif_cmd(
     f_min_mhz: Annotated[float, typer.Option(help="Lowest SM clock to predict.")] = 210.0,
     bandwidth_fraction: Annotated[float, typer.Option(help="Achievable share of datasheet HBM bandwidth.")] = 0.9,
     overlap_k: Annotated[float, typer.Option(help="Host/GPU overlap exponent (1 = additive).")] = 8.0,
+    busy: Annotated[Path | None, typer.Option(
+        "--busy", help="benchmarks/busy_time.py JSON: its modes use the MEASURED GPU busy time per prefill and "
+                       "decode step (with the trial's own wall time) instead of the estimate.")] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("dvfs-whatif"),
 ) -> None:
     """Predict time and energy vs SM clock for measured trials (changes no clock)."""
     from wattlens.analysis.dvfs_whatif_report import write_whatif
 
     paths = write_whatif(store, model, out, roofline=roofline, f_ref_mhz=f_ref_mhz, f_min_mhz=f_min_mhz,
-                         bandwidth_fraction=bandwidth_fraction, overlap_k=overlap_k)
+                         bandwidth_fraction=bandwidth_fraction, overlap_k=overlap_k, busy=busy)
     for p in paths:
         _echo(f"wrote {p}")
