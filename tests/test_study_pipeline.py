@@ -15,7 +15,7 @@ from wattlens.runner.study import (TINY_STANDINS, bytes_needed, fit_verdict, loa
 
 runner = CliRunner()
 # The compiled parts compile a decode step (minutes on a CPU); their rows must then read "not measured".
-PARTS = ["--part", "moe", "--part", "dense_a", "--part", "dense_b"]
+PARTS = ["--part", "moe", "--part", "moe_ablations", "--part", "dense_a", "--part", "dense_b"]
 
 # Table number -> the column headers it must carry (a subset; ours / published / ratio everywhere).
 EXPECTED_COLUMNS = {

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # GPT-OSS-20B deployment study on one NVIDIA H100 80GB, one part per GPU command (each < 9 min).
 # Usage (repo root, on the GPU machine; OUT = an empty folder that comes back):
-#   OUT=<dir> bash results/h100/gpt-oss-20b-study/run.sh moe               # ~5-6 min
+#   OUT=<dir> bash results/h100/gpt-oss-20b-study/run.sh moe               # ~3-4 min (GPT-OSS-20B contexts)
+#   OUT=<dir> bash results/h100/gpt-oss-20b-study/run.sh moe_ablations     # ~4-5 min (decoding, static, fp16/fp32)
 #   OUT=<dir> bash results/h100/gpt-oss-20b-study/run.sh dense_a           # ~4-5 min (Qwen3-32B)
 #   OUT=<dir> bash results/h100/gpt-oss-20b-study/run.sh dense_b           # ~4-5 min (Yi-34B)
-#   OUT=<dir> bash results/h100/gpt-oss-20b-study/run.sh compiled_moe      # ~3-5 min (fails until the hf.py fix lands)
+#   OUT=<dir> bash results/h100/gpt-oss-20b-study/run.sh compiled_moe      # ~3-4 min
 #   OUT=<dir> bash results/h100/gpt-oss-20b-study/run.sh compiled_dense_a  # ~3-4 min
 #   OUT=<dir> bash results/h100/gpt-oss-20b-study/run.sh compiled_dense_b  # ~3-4 min
 # Writes 5 files to $OUT: store-<part>.json, log-<part>.txt, env-<part>.json, command-<part>.txt,
