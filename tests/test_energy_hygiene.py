@@ -50,6 +50,24 @@ def test_phase_table_and_flags_shown_in_the_report():
     assert "41" in md
 
 
+def test_phase_table_shows_the_time_each_method_measured_and_its_mean_power():
+    """A method's energy goes with its own duration (a one-token call, its own runs), not the
+    repetitions' TTFT: energy / that duration is the mean power a reader can check."""
+    t = make_trial()
+    t.summary.update({
+        "phase_methods": ["subtraction", "boundary"], "prefill_time_s": 0.032, "decode_time_s": 0.551,
+        "prefill_energy_gpu_j_subtraction": 8.82, "prefill_time_s_subtraction": 0.0397,
+        "decode_energy_gpu_j_subtraction": 200.0, "decode_time_s_subtraction": 0.5486,
+        "prefill_energy_gpu_j_boundary": 4.97, "prefill_time_s_boundary": 0.0380,
+        "decode_energy_gpu_j_boundary": 202.1,
+    })
+    md = render_markdown([t], [make_run()])
+    sub = next(line for line in md.splitlines() if "| subtraction |" in line)
+    bnd = next(line for line in md.splitlines() if "| boundary |" in line)
+    assert "| 39.7 | 548.6 | 222.2 | 364.6 |" in sub
+    assert "| 38.0 | 551.0 | 130.8 | — |" in bnd  # no boundary decode time stored: the reps' median, no power
+
+
 def test_cooldown_waits_until_within_n_degrees_of_idle_and_records_start_temperature():
     clock = FakeClock()
     gpu = FakeGPU(clock, 60.0, temperature_c=lambda t: 35.0 + 30.0 * math.exp(-t / 20.0))
@@ -134,8 +152,33 @@ def test_phase_agreement_table_states_the_difference():
                       "prefill_energy_gpu_j_boundary": 41.0, "prefill_energy_gpu_uncertainty_j_boundary": 0.8,
                       "decode_energy_gpu_j_subtraction": 200.0, "decode_energy_gpu_j_boundary": 198.0})
     md = phase_agreement_markdown([t])
-    assert "| 2.50 | 1.0 |" in md  # +2.5%, 1.0 combined sigma
+    assert "| 2.50 | 1.0 | yes |" in md  # +2.5%, 1.0 combined sigma, within 5%
     assert "prefill: methods differ by at most 2.50%" in md and "1 of 1 trials agree within 2 combined sigma" in md
+    assert "| 40.00 ± 0.60 | 1.50 ✓ |" in md  # sigma in % of the energy against the 5% target
+    assert "1 sigma within 5%: subtraction 1 of 1, boundary 1 of 1" in md
+    t.summary.update({"prefill_energy_gpu_j_boundary": 30.0, "prefill_energy_gpu_uncertainty_j_boundary": 3.0})
+    md = phase_agreement_markdown([t])
+    assert "| 30.00 ± 3.00 | 10.00 ✗ |" in md and "| -25.00 | 3.3 | no |" in md
+
+
+def test_delay_sensitivity_inverts_a_late_counter():
+    """Fitted powers made by a counter 15 ms late map back to the true ones at 15 ms, not at 0."""
+    from wattlens.analysis.phase_agreement import _fit_late_counter, delay_sensitivity
+    from wattlens.meter.phases import RunMarks, spread_offset_s
+
+    marks, t = [], 1.0
+    for j in range(8):
+        t += spread_offset_s(j, 0.1)
+        marks.append(RunMarks(int(t * 1e9), int((t + 0.04) * 1e9), int((t + 0.6) * 1e9)))
+        t += 0.6
+    true = (120.0, 400.0, 360.0)
+    fits = [_fit_late_counter(marks, true, 0.015, 0.1, k / 160) for k in range(16)]
+    fitted = {s: sum(f["power_w"][s] for f in fits) / len(fits) for s in ("other", "prefill", "decode")}
+    assert fitted["prefill"] < 0.9 * true[1]  # the late counter hides prefill energy
+    marks_ns = [[m.start_ns, m.first_token_ns, m.end_ns] for m in marks]
+    back = delay_sensitivity(marks_ns, fitted, 0.015)["power_w"]
+    assert [back[s] for s in ("other", "prefill", "decode")] == pytest.approx(true, rel=1e-6)
+    assert delay_sensitivity(marks_ns, fitted, 0.0)["power_w"]["prefill"] == pytest.approx(fitted["prefill"])
 
 
 def test_report_carbon_section_is_labelled_modelled():

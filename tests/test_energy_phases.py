@@ -14,9 +14,9 @@ IDLE_W, PREFILL_W, DECODE_W = 60.0, 520.0, 310.0
 PREFILL_S, DECODE_S = 0.070, 0.640  # an 8B model, ctx 2048 / gen 64 on an H100, roughly
 
 
-def rig(phase_s=0.0, power=IDLE_W):
+def rig(phase_s=0.0, power=IDLE_W, counter_delay_s=0.0):
     clock = FakeClock()
-    gpu = FakeGPU(clock, power, update_phase_s=phase_s)
+    gpu = FakeGPU(clock, power, update_phase_s=phase_s, counter_delay_s=counter_delay_s)
     poller = CounterPoller([gpu], clock_ns=clock.now_ns)
 
     def sleep(s):  # the poller thread, on a fake clock: a read every 1 ms while time passes
@@ -103,6 +103,36 @@ def test_boundary_fit_recovers_known_phase_energies():
     fit = res.details["fits"][0]["power_w"]
     assert fit["other"] == pytest.approx(IDLE_W, rel=0.05)
     assert res.summary_keys()["prefill_energy_gpu_j_boundary"] == res.prefill.energy_gpu_j
+
+
+def test_boundary_stores_its_ticks_and_finds_no_counter_delay_where_there_is_none():
+    clock, gpu, meter, poller, sleep = rig(0.0331)
+    _, full_fn = make_generation(clock, gpu, sleep)
+    res, marks = phases_by_boundary(meter, full_fn, runs=12, poller=poller, threaded=False)
+    lag = res.details["counter_lag"][0]
+    assert lag["lag_s"] == pytest.approx(0.0, abs=0.0015)
+    assert lag["prefill_energy_gpu_j"] == pytest.approx(res.prefill.energy_gpu_j, rel=0.02)
+    ticks = res.details["ticks"][0]
+    assert len(ticks) == len(poller.ticks(0)) and ticks[0][2] == 0.0
+    energies = [e for _, _, e in ticks]
+    assert energies == sorted(energies)
+
+
+def test_a_late_counter_biases_the_boundary_fit_and_the_lag_scan_recovers_it():
+    """A counter that reports energy 15 ms late: the fit without a delay moves prefill energy into
+    decode (the direction seen on the H100); the delay scan finds 15 ms and the right energies."""
+    clock, gpu, meter, poller, sleep = rig(0.0331, counter_delay_s=0.015)
+    _, full_fn = make_generation(clock, gpu, sleep)
+    res, marks = phases_by_boundary(meter, full_fn, runs=16, poller=poller, threaded=False)
+    true_pre, true_dec = PREFILL_W * PREFILL_S, DECODE_W * DECODE_S
+    assert res.prefill.energy_gpu_j < 0.95 * true_pre
+    assert res.decode.energy_gpu_j > true_dec
+    lag = res.details["counter_lag"][0]
+    assert lag["lag_s"] == pytest.approx(0.015, abs=0.0015)
+    assert lag["residual_rms_j"] < lag["residual_rms_j_at_zero"] / 3
+    assert lag["prefill_energy_gpu_j"] == pytest.approx(true_pre, rel=0.02)
+    assert lag["decode_energy_gpu_j"] == pytest.approx(true_dec, rel=0.01)
+    assert lag["power_w"]["other"] == pytest.approx(IDLE_W, rel=0.05)
 
 
 def test_boundary_and_subtraction_agree():

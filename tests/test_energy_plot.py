@@ -43,3 +43,30 @@ def test_plot_timeline_writes_a_png(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
     r = CliRunner().invoke(app, ["plot", "timeline", "nosuchtrial", "--db", str(db), "--out", str(out)])
     assert r.exit_code == 2
+
+
+def test_counter_overlays_come_from_the_energy_windows_and_the_phase_figures(tmp_path):
+    """The power reading is a long average; the plot adds each repetition's counter mean (with its
+    worst case) and a phase method's prefill / decode mean power."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from conftest_store import make_trial
+
+    from wattlens.analysis.timeline_plot import phase_mean_power, plot_timeline, repetition_mean_power
+
+    trial = make_trial()
+    first = trial.repetitions[0].energy
+    bars = repetition_mean_power(trial, t0_s=first.start_ns / 1e9 - 0.25)
+    assert len(bars) == len(trial.repetitions)
+    start, end, watts, unc = bars[0]
+    assert start == 0.25 and end == 0.25 + 2.0
+    assert watts == 600.0 / 2.0 and unc == 3.5 / 2.0
+    summary = {"prefill_energy_gpu_j_subtraction": 47.0, "prefill_time_s_subtraction": 0.0705,
+               "decode_energy_gpu_j_subtraction": 228.0, "decode_time_s_subtraction": 0.6}
+    method, pre, dec = phase_mean_power(summary)
+    assert method == "subtraction" and round(pre) == 667 and dec == 380.0
+    assert phase_mean_power({}) is None
+    out = plot_timeline(_timeline_payload(), tmp_path / "o.png", "t", counter_power=[(0.5, 1.5, 320.0, 20.0)],
+                        phase_power=("subtraction", 500.0, 300.0))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

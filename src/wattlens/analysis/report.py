@@ -305,17 +305,31 @@ PHASE_METHODS = ("subtraction", "boundary")
 PHASE_LEGEND = (
     "Energy is gross GPU energy per generation (J) ± 1 sigma. subtraction: amplified prefill-only pass, "
     "decode = amplified full generation minus it. boundary: tick-resolved fit at the first-token hook over "
-    "back-to-back runs with spread start times. Pre%/Dec%: shares of prefill + decode energy. Times: "
-    "median TTFT and E2E - TTFT of the measured repetitions. start °C: hottest GPU after cooldown."
+    "back-to-back runs with spread start times. Pre%/Dec%: shares of prefill + decode energy. ms and W: "
+    "the duration each method's energy refers to (subtraction: a one-token generate call, and the full "
+    "call minus it; boundary: start to first token, first token to end, of its own runs) and the mean "
+    "power that implies; the measured repetitions' TTFT is in the trials table. start °C: hottest GPU "
+    "after cooldown."
 )
 PHASE_COLUMNS = ("model", "mode", "ctx", "gen", "batch", "method", "prefill J", "decode J", "Pre%", "Dec%",
-                 "prefill ms", "decode ms", "start °C", "flags")
+                 "prefill ms", "decode ms", "prefill W", "decode W", "start °C", "flags")
 
 
 def _pm(value: float | None, sigma: float | None) -> str:
     if value is None:
         return MISSING
     return fmt_number(value) if sigma is None else f"{fmt_number(value)} ± {fmt_number(sigma)}"
+
+
+def _method_time_s(sm: dict[str, Any], phase: str, method: str) -> float | None:
+    """The duration a method's phase energy refers to; the repetitions' median where it has none."""
+    t = sm.get(f"{phase}_time_s_{method}")
+    return sm.get(f"{phase}_time_s") if t is None else t
+
+
+def _mean_power_cell(sm: dict[str, Any], phase: str, method: str) -> str:
+    e, t = sm.get(f"{phase}_energy_gpu_j_{method}"), sm.get(f"{phase}_time_s_{method}")
+    return MISSING if e is None or not t else fmt_number(e / t)
 
 
 def render_phase_table(trials: Sequence[TrialResult]) -> TextTable:
@@ -334,8 +348,10 @@ def render_phase_table(trials: Sequence[TrialResult]) -> TextTable:
                 _pm(sm.get(f"decode_energy_gpu_j_{m}"), sm.get(f"decode_energy_gpu_uncertainty_j_{m}")),
                 fmt_number(sm.get(f"prefill_share_pct_{m}")) if sm.get(f"prefill_share_pct_{m}") is not None else MISSING,
                 fmt_number(sm.get(f"decode_share_pct_{m}")) if sm.get(f"decode_share_pct_{m}") is not None else MISSING,
-                _scaled(sm.get("prefill_time_s"), MS_PER_S),
-                _scaled(sm.get("decode_time_s"), MS_PER_S),
+                _scaled(_method_time_s(sm, "prefill", m), MS_PER_S),
+                _scaled(_method_time_s(sm, "decode", m), MS_PER_S),
+                _mean_power_cell(sm, "prefill", m),
+                _mean_power_cell(sm, "decode", m),
                 fmt_number(sm.get("start_temperature_c")) if sm.get("start_temperature_c") is not None else MISSING,
                 ", ".join(list(sm.get(f"phase_flags_{m}") or []) + ([f"not measured: {reason}"] if reason else [])),
             ])

@@ -18,7 +18,7 @@ def timeline(
     run: Annotated[str | None, typer.Option(help="Run id, when the trial was measured in several runs.")] = None,
 ) -> None:
     """Power, SM/memory clock and temperature of one trial, prefill and decode shaded."""
-    from wattlens.analysis.timeline_plot import plot_timeline
+    from wattlens.analysis.timeline_plot import phase_mean_power, plot_timeline, repetition_mean_power
     from wattlens.cli.app import _existing_db, _fail, console
     from wattlens.store.sqlite import ResultStore
 
@@ -30,11 +30,17 @@ def timeline(
         _fail(f"no power timeline stored for trial {trial_id} (timelines are recorded on NVIDIA GPUs only)")
     art = arts[-1]
     title = f"trial {trial_id}"
+    counter_power: list[tuple[float, float, float, float | None]] = []
+    phase_power = None
     if trials:
-        s = trials[-1].spec
-        title = f"{s.model} {s.mode} {s.dtype} ctx={s.ctx_tokens} gen={s.gen_tokens} b={s.batch_size} ({trials[-1].gpu_name})"
+        trial = trials[-1]
+        s = trial.spec
+        title = (f"{s.model} {s.mode} {s.dtype} ctx={s.ctx_tokens} gen={s.gen_tokens} b={s.batch_size} "
+                 f"({trial.gpu_name})")
+        counter_power = repetition_mean_power(trial, art.payload.get("t0_s", 0.0))
+        phase_power = phase_mean_power(trial.summary)
     try:
-        written = plot_timeline(art.payload, out, title)
+        written = plot_timeline(art.payload, out, title, counter_power=counter_power, phase_power=phase_power)
     except ValueError as e:
         _fail(str(e))
     console.print(f"timeline written to {written}")

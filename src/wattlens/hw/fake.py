@@ -2,10 +2,11 @@
 
 `FakeGPU` behaves like an H100 as far as the meter can tell: its energy counter (mJ) holds the
 exact integral of the scripted power up to the last *update tick* and only moves at ticks
-(`update_phase_s + k * update_period_s`, default every 100 ms), its power reading is the average
-over the last completed update period, and processes, throttle reasons, temperature and counter
-glitches can be scripted in time. `true_energy_j(t0_s, t1_s)` gives the exact answer a test
-compares the meter against.
+(`update_phase_s + k * update_period_s`, default every 100 ms); with `counter_delay_s` it holds the
+integral up to that long before the tick instead (a counter that reports energy late). Its power
+reading is the average over the last completed update period, and processes, throttle reasons,
+temperature and counter glitches can be scripted in time. `true_energy_j(t0_s, t1_s)` gives the
+exact answer a test compares the meter against.
 
 Typical use::
 
@@ -155,6 +156,7 @@ class FakeGPU:
         update_period_s: float = 0.100,
         update_phase_s: float = 0.0,
         energy_offset_mj: int = 123_456_789,
+        counter_delay_s: float = 0.0,
         temperature_c: float | Callable[[float], float] = 35.0,
         sm_clock_mhz: int | Callable[[float], int] = 1980,
         mem_clock_mhz: int = 2619,
@@ -173,6 +175,7 @@ class FakeGPU:
         self.update_period_s = float(update_period_s)
         self.update_phase_s = float(update_phase_s) % self.update_period_s
         self.energy_offset_mj = int(energy_offset_mj)
+        self.counter_delay_s = float(counter_delay_s)
         self._temperature = temperature_c
         self._sm_clock = sm_clock_mhz
         self._mem_clock_mhz = int(mem_clock_mhz)
@@ -239,8 +242,9 @@ class FakeGPU:
     def energy_mj(self) -> int:
         self.reads += 1
         t = self.clock.now_s()
-        tick = self.last_tick_s(t)
-        mj = self.energy_offset_mj + math.floor(max(self._power.integral(max(tick, 0.0)), 0.0) * 1000.0)
+        drawn_until = self.last_tick_s(t) - self.counter_delay_s
+        drawn_j = max(self._power.integral(max(drawn_until, 0.0)), 0.0)
+        mj = self.energy_offset_mj + math.floor(drawn_j * 1000.0)
         mj += sum(d for at, d in self._counter_jumps if at <= t)
         return int(mj)
 

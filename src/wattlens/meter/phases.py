@@ -19,7 +19,12 @@ every tick interval holds. A least-squares fit of interval energy = sum of segme
 gives each phase's mean power; phase energy = power x phase time. Uncertainty: the fit's standard
 error from its residuals (1 sigma), which shrinks as 1/sqrt(runs); a reading error of the tick
 times shows up in the residuals. It needs the phase powers to be steady from run to run, not
-within the update period.
+within the update period, and a counter whose energy between two ticks was drawn between them on
+the host clock. A counter that reports energy late moves each phase's energy into the next segment
+(prefill into decode, decode into the gap): `scan_counter_lag` refits with the segments shifted by
+an assumed delay and keeps the delay with the smallest residual. That scan, and the ticks
+themselves, are stored with the result as a diagnostic; the headline figures stay the fit without
+a delay.
 
 Both methods give energy, time and share of prefill and decode; the names of the stored keys
 carry the method (`prefill_energy_gpu_j_subtraction`, `prefill_energy_gpu_j_boundary`, ...).
@@ -232,13 +237,15 @@ def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
     return max(0.0, min(a1, b1) - max(a0, b0))
 
 
-def fit_phase_powers(ticks: Sequence[tuple[float, float, float]], marks: Sequence[RunMarks]
-                     ) -> dict[str, Any]:
+def fit_phase_powers(ticks: Sequence[tuple[float, float, float]], marks: Sequence[RunMarks],
+                     lag_s: float = 0.0) -> dict[str, Any]:
     """Least-squares segment powers (W) from tick-to-tick energies and the runs' phase marks.
 
-    Only tick intervals that overlap a run or touch one are used. Returns powers, their covariance
-    (W^2), the residual RMS (J) and the number of intervals; raises ValueError if the design cannot
-    separate the segments.
+    Only tick intervals that overlap a run or touch one are used. `lag_s` assumes the counter
+    reports energy that long after it was drawn: the interval between ticks ta and tb then holds
+    the energy drawn in [ta - lag_s, tb - lag_s]. Returns powers, their covariance (W^2), the
+    residual RMS (J) and the number of intervals; raises ValueError if the design cannot separate
+    the segments.
     """
     import numpy as np
 
@@ -257,6 +264,7 @@ def fit_phase_powers(ticks: Sequence[tuple[float, float, float]], marks: Sequenc
     hi = marks[-1].end_ns / NS_PER_S
     rows, ys = [], []
     for (ta, _, ea), (tb, _, eb) in zip(ticks, ticks[1:]):
+        ta, tb = ta - lag_s, tb - lag_s
         if tb <= lo or ta >= hi:
             continue
         row = [0.0, 0.0, 0.0]
@@ -281,6 +289,38 @@ def fit_phase_powers(ticks: Sequence[tuple[float, float, float]], marks: Sequenc
             "residual_rms_j": math.sqrt(s2), "intervals": int(X.shape[0])}
 
 
+LAG_SCAN_S = tuple(k / 1000 for k in range(-20, 51))  # assumed counter delays: -20 ms to +50 ms
+
+
+def scan_counter_lag(ticks: Sequence[tuple[float, float, float]], marks: Sequence[RunMarks],
+                     lags_s: Sequence[float] = LAG_SCAN_S) -> dict[str, Any]:
+    """The segment fit for every assumed counter delay; the one with the smallest residual wins.
+
+    With the right delay the model is exact and only read noise is left; a wrong one misfits every
+    interval that holds a phase change, so the residual has its minimum near the true delay.
+    Returns {"lag_s", "fit" (fit_phase_powers at that delay), "residual_rms_j_at_zero",
+    "residual_rms_j_by_lag"}; raises ValueError if no delay gives a fit.
+    """
+    fits = {}
+    for lag in lags_s:
+        try:
+            fits[lag] = fit_phase_powers(ticks, marks, lag)
+        except ValueError:
+            continue
+    if not fits:
+        raise ValueError("no assumed counter delay gives a fit")
+    best = min(fits, key=lambda lag: fits[lag]["residual_rms_j"])
+    zero = fits.get(0.0) or fit_phase_powers(ticks, marks)
+    return {"lag_s": best, "fit": fits[best], "residual_rms_j_at_zero": zero["residual_rms_j"],
+            "residual_rms_j_by_lag": {f"{lag:.3f}": round(f["residual_rms_j"], 4) for lag, f in fits.items()}}
+
+
+def compact_ticks(ticks: Sequence[tuple[float, float, float]], t0_s: float) -> list[list[float]]:
+    """Ticks for storage: [time from t0_s (s), time half-width (s), energy since the first tick (J)]."""
+    e0 = ticks[0][2] if ticks else 0.0
+    return [[round(t - t0_s, 6), round(h, 6), round(e - e0, 3)] for t, h, e in ticks]
+
+
 def phases_from_boundary(poller: CounterPoller, marks: Sequence[RunMarks],
                          idle_power_w: float | None = None) -> PhaseEnergy:
     """Phase energies per generation from a poller's ticks and the runs' marks (summed over GPUs)."""
@@ -292,8 +332,9 @@ def phases_from_boundary(poller: CounterPoller, marks: Sequence[RunMarks],
         return _empty("boundary", "no NVIDIA GPU: nothing to poll")
     e_pre = e_dec = 0.0
     var_pre = var_dec = 0.0
-    fits = []
+    fits, lags, stored_ticks = [], [], []
     flags: list[str] = []
+    t0_s = marks[0].start_ns / NS_PER_S
     for gi in range(len(poller.gpus)):
         ticks = poller.ticks(gi)
         if any(b[2] < a[2] for a, b in zip(ticks, ticks[1:])):
@@ -310,10 +351,15 @@ def phases_from_boundary(poller: CounterPoller, marks: Sequence[RunMarks],
         var_pre += cov[1][1] * t_pre ** 2
         var_dec += cov[2][2] * t_dec ** 2
         fits.append(fit)
+        lags.append(_lag_diagnostic(scan_counter_lag(ticks, marks), t_pre, t_dec))
+        stored_ticks.append(compact_ticks(ticks, t0_s))
     halfwidths = [h for gi in range(len(poller.gpus)) for _, h, _ in poller.ticks(gi)]
     details = {"runs": len(marks), "fits": fits, "poll_s": poller.poll_s,
                "max_tick_time_halfwidth_s": max(halfwidths) if halfwidths else None,
-               "read_errors": poller.errors}
+               "read_errors": poller.errors, "counter_lag": lags,
+               "ticks_columns": ["t_s from the first run's start", "half-width s",
+                                 "energy J since the first tick"],
+               "ticks": stored_ticks}
     act = (lambda e, t: None if idle_power_w is None else e - idle_power_w * t)
     pre, dec = _with_shares(
         "boundary",
@@ -324,6 +370,15 @@ def phases_from_boundary(poller: CounterPoller, marks: Sequence[RunMarks],
     if len(marks) < 4:
         flags.append("few_runs")
     return PhaseEnergy("boundary", pre, dec, tuple(flags), None, details)
+
+
+def _lag_diagnostic(scan: dict[str, Any], t_pre: float, t_dec: float) -> dict[str, Any]:
+    """One GPU's counter-delay scan, with the phase energies the best delay's fit gives."""
+    p = scan["fit"]["power_w"]
+    return {"lag_s": scan["lag_s"], "residual_rms_j": scan["fit"]["residual_rms_j"],
+            "residual_rms_j_at_zero": scan["residual_rms_j_at_zero"], "power_w": p,
+            "prefill_energy_gpu_j": p["prefill"] * t_pre, "decode_energy_gpu_j": p["decode"] * t_dec,
+            "residual_rms_j_by_lag": scan["residual_rms_j_by_lag"]}
 
 
 def spread_offset_s(j: int, period_s: float) -> float:
