@@ -300,3 +300,20 @@ def test_unknown_decode_attention_is_bad_input():
     model = build_model(resolve_model("tiny-llama"), "fp32", "cpu")
     with pytest.raises(BadInput, match="decode attention"):
         HFBackend(model, "compiled", decode_attention="flash9")
+
+
+@pytest.mark.slow
+def test_compiled_mode_survives_more_shapes_than_dynamos_default_limit():
+    """A sweep compiles the decode step once per shape; past dynamo's default 8 variants the
+    fullgraph step used to fail (and transformers' static step would silently run uncompiled)."""
+    from wattlens.models.build import build_model
+    from wattlens.models.catalog import resolve_model
+
+    model = build_model(resolve_model("tiny-llama"), "fp32", "cpu")
+    eager = HFBackend(model, "eager")
+    for ctx in range(8, 8 + 2 * 10, 2):  # 10 shapes
+        ids = torch.randint(5, 500, (1, ctx), generator=torch.Generator().manual_seed(ctx))
+        mask = torch.ones_like(ids)
+        compiled = HFBackend(model, "compiled")
+        assert torch.equal(compiled.generate(ids, mask, 3).output_ids, eager.generate(ids, mask, 3).output_ids)
+    assert torch._dynamo.config.recompile_limit >= 10

@@ -223,6 +223,23 @@ def _has_experts(model) -> bool:
         return False
 
 
+RECOMPILE_LIMIT = 1024
+"""Compiled variants torch.compile keeps per function (its default is 8)."""
+
+
+def _allow_many_compiled_shapes(torch) -> None:
+    """Let one process compile a decode step for many shapes (a sweep, a study part).
+
+    Every (batch, cache length, sampling, model) gives the same Python function a new compiled
+    variant, and dynamo stops compiling a function after `recompile_limit` (8) variants: the
+    `compiled` step (fullgraph) then fails, and transformers' own compiled static-cache step
+    silently runs uncompiled, which would change what `static` measures mid-sweep.
+    """
+    cfg = torch._dynamo.config
+    cfg.recompile_limit = max(cfg.recompile_limit, RECOMPILE_LIMIT)
+    cfg.accumulated_recompile_limit = max(cfg.accumulated_recompile_limit, 8 * RECOMPILE_LIMIT)
+
+
 class HFBackend:
     """Runs a transformers causal LM in one of the three serving modes."""
 
@@ -256,6 +273,8 @@ class HFBackend:
             raise BadInput("CUDA graphs need a CUDA device")
         self._torch = torch
         self._lean: _LeanDecoder | None = None
+        if mode != "eager":
+            _allow_many_compiled_shapes(torch)
         gen_cfg = model.generation_config
         self.pad_token_id = gen_cfg.pad_token_id if gen_cfg.pad_token_id is not None else 0
 
