@@ -5,16 +5,17 @@ Writes parts/<gpu>-NN-*.yaml, plan.md (every sweep with its time estimate) and p
 
 Method (From Prompts to Power's): catalog models (dense MHA, GQA, MoE) plus variants that edit ONE
 config field at a time. Each trial generates GEN_MAX tokens once; with counter reads at selected
-tokens (token_energy.select_read_tokens) one repetition gives the energy of every shorter output,
-so the output-length axis costs no extra runs. Until the runner stores counter reads at tokens,
-the stored power timeline (50 ms samples) stands in (token_energy.cumulative_reads_from_power,
-larger error) and the window energy gives the full length exactly.
+tokens (`--token-energy-reads`, meter/token_reads.py) one repetition gives the energy of every
+shorter output, so the output-length axis costs no extra runs.
 
 Time estimate per repetition (H100 SXM, static mode, bf16), from the physics features:
   prefill: prefill roofline / 0.5;  decode: max(decode roofline / 0.6, layer_steps x 0.32 ms)
 0.32 ms per layer-step is the launch-bound floor measured for Llama-3.1-8B static mode
 (TPOT 10.3 ms over 32 layers, results/h100/core). Per trial: (repeats + warmups) x repetition
-+ 5 s cooldown + 3 s; per sweep: 30 s process/CUDA start + idle calibration, 15 s + 1 s/GB model
++ 5 s cooldown + 3 s + transformers' compile of the static decode step for the trial's shape,
+1.4 s per layer (measured on the H100: a static Llama-3.1-8B trial spent ~52 s outside its
+repetitions, results/h100/core/store-8b.json; GPT-OSS-20B and Qwen3-32B compiled steps scale
+with layer count too); per sweep: 30 s process/CUDA start + idle calibration, 15 s + 1 s/GB model
 build per variant. Parts are packed to <= 420 s estimated (x1.25 margin under 9 min). H200 uses
 the same specs (the estimate is an upper bound there: more bandwidth).
 """
@@ -36,6 +37,7 @@ BATCH = [8, 64]  # the targets are at batch >= 8; batch 1 for the catalog models
 REPEATS, WARMUPS = 2, 1
 PART_BUDGET_S = 420.0
 LAUNCH_S_PER_LAYER_STEP = 0.32e-3
+STATIC_COMPILE_S_PER_LAYER = 1.4
 
 # (base model, variants: one field edited per entry, {} = the model itself, batch list override)
 CORE = [
@@ -66,7 +68,8 @@ EXTENDED = [
 def estimate_trial_s(cfg: dict, ctx: int, gen: int, batch: int) -> float:
     f = request_features(cfg, Request(ctx, gen, batch), gpu_spec_by_name("H100"))
     rep = f["prefill_roofline_s"] / 0.5 + max(f["decode_roofline_s"] / 0.6, f["layer_steps"] * LAUNCH_S_PER_LAYER_STEP)
-    return (REPEATS + WARMUPS) * rep + 5.0 + 3.0
+    compile_s = STATIC_COMPILE_S_PER_LAYER * cfg.get("num_hidden_layers", 32)
+    return (REPEATS + WARMUPS) * rep + 5.0 + 3.0 + compile_s
 
 
 def sweeps(plan, gens: list[int]):
