@@ -5,13 +5,20 @@ Usage (repo root):
       --dataset data/predictor/energy_v1.csv --out results/predictor
 Writes: the dataset CSV; table_ii_cv.md (repeated 5x5 CV, study's Table II); table_loao.md and
 table_logo.md (study's Table III layout, pooled and per held-out group, batch >= 8 and all);
-ecologits.md (EcoLogits' formula on the same held-out points); mixed_size.{md,png} when mixed
-batches exist (column batch_id); commands.md. Every figure comes from the given exports.
+ecologits.md (EcoLogits' formula on the same held-out points); mixed_size.{md,png} when the
+exports hold ragged (mixed-size) trials; commands.md. Every figure comes from the given exports.
+
+Mixed-size validation (the study's Fig. 12): ragged trials are not training rows. The learner with
+the lowest pooled leave-one-architecture-out MAPE (random forest when LOAO cannot be computed) is
+fitted on all uniform rows; each prompt of a ragged batch is predicted at its own input length and
+at the batch's padded length (transformers left-pads, so every row is computed at the longest), at
+the batch's size and output length; the sums are compared with the measured batch energy.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -19,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from wattlens.analysis import predictor as P
-from wattlens.analysis.predict_dataset import rows_from_trials
+from wattlens.analysis.predict_dataset import mixed_rows_from_trials, rows_from_trials
 from wattlens.models.arithmetic import model_facts
 from wattlens.store.export import results_from_json
 
@@ -52,11 +59,14 @@ def main(argv=None) -> int:
                 for r in df.itertuples()]
     eco = np.array([P.ecologits_gpu_energy_j(p, r.output_tokens, int(r.gpu_count))
                     for p, r in zip(active_b, df.itertuples())])
+    mixed_learner = "random_forest"
     for label, col in (("loao", "family"), ("logo", "gpu_name")):
         if df[col].nunique() < 2:
             (a.out / f"table_{label}.md").write_text(f"# {label}: only one {col} in the data; not computed\n")
             continue
         res = P.held_out_cv(X, y, df[col], names)
+        if label == "loao":
+            mixed_learner = min(res, key=lambda r: r.pooled()["mape_pct"]).learner
         res.append(P.held_out_baseline(y, eco, df[col], "EcoLogits (GPU term)"))
         parts = [f"# {label.upper()} (held-out {col}), {len(y)} rows\n", "## batch >= 8\n",
                  P.table_iii([r.pooled(big) for r in res]), "\n## all rows\n", P.table_iii([r.pooled() for r in res])]
@@ -64,8 +74,67 @@ def main(argv=None) -> int:
             parts += [f"\n### {r.learner} per held-out group\n",
                       "\n".join(f"- {g['group']}: MAPE {g['mape_pct']:.2f}% (n={g['n']})" for g in r.per_group())]
         (a.out / f"table_{label}.md").write_text("\n".join(parts) + "\n")
+    mixed = mixed_rows_from_trials(trials)
+    if mixed:
+        mixed_size_validation(df, X, y, mixed, mixed_learner, a.out)
     (a.out / "commands.md").write_text("```\n" + " ".join(["python3", *sys.argv]) + "\n```\n")
     return 0
+
+
+def _per_prompt_predictions_j(model, rows: list[dict]) -> np.ndarray:
+    """Predicted energy per prompt (J) for dataset-like rows (model, gpu, shape, ...)."""
+    frame = pd.DataFrame(rows)
+    frame["config_json"] = ""
+    return np.asarray(model.predict(P.feature_matrix(frame)), float)
+
+
+def mixed_size_validation(df: pd.DataFrame, X: np.ndarray, y: np.ndarray, mixed: list[dict], learner: str,
+                          out: Path, seed: int = 0) -> dict:
+    """Fit `learner` on the uniform rows, predict every ragged batch two ways, write mixed_size.{md,png}."""
+    model = P.make_learner(learner, seed).fit(X, y)
+    measured, own, padded, sizes, table = [], [], [], [], []
+    for m in mixed:
+        lengths = [int(n) for n in json.loads(m["prompt_lengths_json"])]
+        b, gen, longest = int(m["batch_size"]), int(m["output_tokens"]), int(m["padded_input_tokens"])
+        base = {k: m[k] for k in ("model", "overrides_json", "gpu_name", "gpu_count", "dtype", "mode")}
+        wanted = sorted(set(lengths) | {longest})
+        pred = dict(zip(wanted, _per_prompt_predictions_j(
+            model, [base | {"input_tokens": n, "output_tokens": gen, "batch_size": b} for n in wanted])))
+        e_own = P.mixed_batch_energy_j(lambda i, o, bb: pred[i], [(n, gen) for n in lengths])
+        e_pad = P.mixed_batch_energy_j(lambda i, o, bb: pred[longest], [(n, gen) for n in lengths])
+        measured.append(float(m["energy_batch_j"]))
+        own.append(e_own)
+        padded.append(e_pad)
+        sizes.append(b)
+        table.append(f"| {m['model']} | {m['mode']} | {b} | {min(lengths)}-{longest} | {gen} | "
+                     f"{m['energy_batch_j']:.1f} ± {m['energy_batch_uncertainty_j']:.1f} | {e_own:.1f} | "
+                     f"{100 * (e_own / m['energy_batch_j'] - 1):+.1f} | {e_pad:.1f} | "
+                     f"{100 * (e_pad / m['energy_batch_j'] - 1):+.1f} | {m['trial_id']} |")
+    s_own = P.mixed_size_summary(measured, own, sizes)
+    s_pad = P.mixed_size_summary(measured, padded, sizes)
+    keys = ("batch_mape_pct", "batch_rmse_j", "batch_r2", "per_prompt_rmse_j", "per_prompt_mape_pct")
+    lines = [
+        f"# Mixed-size batches (the study's Fig. 12): {len(mixed)} measured batches",
+        "",
+        f"Learner: `{learner}` (lowest pooled leave-one-architecture-out MAPE, or random forest when LOAO "
+        f"could not be computed), fitted on all {len(y)} uniform rows. Each prompt is predicted at the "
+        "batch's size and output length, at its own input length and at the padded (longest) one; "
+        "a batch's prediction is the sum over its prompts.",
+        "",
+        "| prediction | " + " | ".join(keys) + " |",
+        "|---|" + "---|" * len(keys),
+        "| own input length | " + " | ".join(P._fmt(s_own[k], 3) for k in keys) + " |",
+        "| padded input length | " + " | ".join(P._fmt(s_pad[k], 3) for k in keys) + " |",
+        "",
+        "| model | mode | batch | input tokens | output tokens | measured J | own-length J | err % "
+        "| padded-length J | err % | trial |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        *table,
+    ]
+    (out / "mixed_size.md").write_text("\n".join(lines) + "\n")
+    P.plot_mixed_size(measured, own, out / "mixed_size.png",
+                      f"mixed-size batches, {learner} (n={len(mixed)})", padded_predicted_batch_j=padded)
+    return {"learner": learner, "own": s_own, "padded": s_pad}
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@ tokens (`token_energy_reads`: (token, seconds since window start, joules since w
 `token_energy.energy_at_output_lengths` expands it to every requested output length. Across
 repetitions the median is kept, and the uncertainty is the larger of the reads' own error and the
 spread of the repetitions (half the interquartile range).
+
+Ragged (mixed-size) trials are not training rows: `rows_from_trials` skips them and
+`mixed_rows_from_trials` returns them, one record per batch, for the study's Fig. 12 validation
+(measured batch energy vs the sum of per-prompt predictions).
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ def rows_from_trials(trials: Iterable[Any], env: dict | None = None,
     env = env or {}
     rows = []
     for t in trials:
-        if t.status != "ok" or not t.repetitions:
-            continue
+        if t.status != "ok" or not t.repetitions or t.spec.prompt_lengths:
+            continue  # ragged batches validate the predictor; they are not rows of one input length
         spec = t.spec
         per_len: dict[int, list[tuple[float, float, float]]] = {}  # n -> [(energy J, sd J, time s)]
         for rep in t.repetitions:
@@ -73,3 +77,40 @@ def rows_from_trials(trials: Iterable[Any], env: dict | None = None,
                 "driver_version": env.get("driver_version", ""),
             })
     return [{k: r.get(k, "") for k in DATASET_COLUMNS} for r in rows]
+
+
+MIXED_COLUMNS = (
+    "model", "family", "overrides_json", "gpu_name", "gpu_count", "dtype", "mode", "prompt_lengths_json",
+    "padded_input_tokens", "output_tokens", "batch_size", "energy_batch_j", "energy_batch_uncertainty_j",
+    "repetitions", "trial_id", "run_id",
+)
+
+
+def mixed_rows_from_trials(trials: Iterable[Any]) -> list[dict[str, Any]]:
+    """One record (`MIXED_COLUMNS`) per ragged trial of status 'ok' with measured energy.
+
+    The batch energy is the median over repetitions of the whole window's GPU energy; its
+    uncertainty is the larger of the windows' own (median) and half the repetitions' IQR.
+    """
+    out = []
+    for t in trials:
+        spec = t.spec
+        if t.status != "ok" or not t.repetitions or not spec.prompt_lengths:
+            continue
+        windows = [r.energy for r in t.repetitions if r.energy is not None and r.energy.energy_gpu_j is not None]
+        if not windows:
+            continue
+        energies = [w.energy_gpu_j for w in windows]
+        unc = max(statistics.median([w.energy_gpu_uncertainty_j or 0.0 for w in windows]), _iqr_half(energies))
+        overrides = dict(spec.overrides)
+        out.append({
+            "model": spec.model, "family": model_family(spec.model),
+            "overrides_json": json.dumps(overrides, sort_keys=True) if overrides else "",
+            "gpu_name": t.gpu_name, "gpu_count": len(windows[0].per_gpu_energy_j or (0,)),
+            "dtype": spec.dtype, "mode": spec.mode, "prompt_lengths_json": json.dumps(list(spec.prompt_lengths)),
+            "padded_input_tokens": spec.ctx_tokens, "output_tokens": t.repetitions[0].output_tokens,
+            "batch_size": spec.batch_size, "energy_batch_j": statistics.median(energies),
+            "energy_batch_uncertainty_j": unc, "repetitions": len(windows), "trial_id": spec.trial_id,
+            "run_id": t.run_id,
+        })
+    return out

@@ -441,21 +441,33 @@ def mixed_size_summary(measured_batch_j: Sequence[float], predicted_batch_j: Seq
     return {**{f"batch_{k}": v for k, v in total.items()}, **{f"per_prompt_{k}": v for k, v in per_prompt.items()}}
 
 
-def plot_mixed_size(measured_batch_j, predicted_batch_j, path: str | Path, title: str) -> None:
+def plot_mixed_size(measured_batch_j, predicted_batch_j, path: str | Path, title: str,
+                    padded_predicted_batch_j=None) -> None:
+    """Measured batch energy vs the sum of per-prompt predictions (Wh), on a y = x line.
+
+    With `padded_predicted_batch_j`, a second series: each prompt predicted at the batch's padded
+    (longest) input length, the length the padded rows are computed at.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     m = np.asarray(measured_batch_j, float) / J_PER_WH
-    p = np.asarray(predicted_batch_j, float) / J_PER_WH
+    series = [(np.asarray(predicted_batch_j, float) / J_PER_WH, "own input length", "o")]
+    if padded_predicted_batch_j is not None:
+        series.append((np.asarray(padded_predicted_batch_j, float) / J_PER_WH, "padded input length", "s"))
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    ax.scatter(m, p, s=12)
-    lo, hi = min(m.min(), p.min()), max(m.max(), p.max())
+    for p, label, marker in series:
+        ax.scatter(m, p, s=14, marker=marker, label=label)
+    lo = min([m.min()] + [p.min() for p, _, _ in series])
+    hi = max([m.max()] + [p.max() for p, _, _ in series])
     ax.plot([lo, hi], [lo, hi], "k--", lw=1)
     ax.set_xlabel("measured batch energy (Wh)")
     ax.set_ylabel("sum of per-prompt predictions (Wh)")
     ax.set_title(title, fontsize=9)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

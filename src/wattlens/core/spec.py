@@ -70,6 +70,16 @@ class TrialSpec:
     prompt: str = "synthetic"
     device: str = "auto"
     seed: int = 0
+    prompt_lengths: tuple[int, ...] = ()  # per-row input tokens of a ragged batch; () = every row has ctx_tokens
+
+    @property
+    def ragged(self) -> bool:
+        """True for a mixed-size batch (rows of different input lengths, left-padded to ctx_tokens)."""
+        return bool(self.prompt_lengths)
+
+    def row_input_tokens(self) -> tuple[int, ...]:
+        """Input tokens of each row: the ragged lengths, or ctx_tokens repeated batch_size times."""
+        return self.prompt_lengths or (self.ctx_tokens,) * self.batch_size
 
     def validate(self) -> None:
         """Checks that need no model; the model layer checks ctx against max positions."""
@@ -90,10 +100,27 @@ class TrialSpec:
         if self.prompt not in PROMPT_KINDS:
             raise BadInput(f"unsupported prompt kind {self.prompt!r}; choose one of {', '.join(PROMPT_KINDS)}")
         self.sampling.validate()
+        if self.prompt_lengths:
+            self._validate_prompt_lengths()
+
+    def _validate_prompt_lengths(self) -> None:
+        lengths = self.prompt_lengths
+        for n in lengths:
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise BadInput(f"prompt_lengths must be whole numbers >= 1, got {n!r} in {list(lengths)}")
+        if self.batch_size != len(lengths):
+            raise BadInput(f"batch {self.batch_size} does not match the {len(lengths)} prompt_lengths {list(lengths)}")
+        if self.ctx_tokens != max(lengths):
+            raise BadInput(f"ctx {self.ctx_tokens} must equal the longest of prompt_lengths ({max(lengths)}): "
+                           "shorter rows are left-padded to it")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["overrides"] = {k: v for k, v in self.overrides}
+        if self.prompt_lengths:
+            d["prompt_lengths"] = list(self.prompt_lengths)
+        else:
+            del d["prompt_lengths"]  # absent when uniform, so ids of existing stores do not change
         return d
 
     @classmethod
@@ -101,6 +128,7 @@ class TrialSpec:
         d = dict(d)
         d["sampling"] = SamplingSpec(**d.get("sampling", {}))
         d["overrides"] = tuple(sorted((d.get("overrides") or {}).items()))
+        d["prompt_lengths"] = tuple(d.get("prompt_lengths") or ())
         return cls(**d)
 
     @property
@@ -108,6 +136,17 @@ class TrialSpec:
         """Stable 16-hex-digit hash of the canonical spec (repeats and warm-ups included)."""
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @classmethod
+    def ragged_batch(cls, model: str, prompt_lengths: Any, **fields: Any) -> TrialSpec:
+        """A mixed-size batch spec: batch and ctx follow from the lengths (batch = count, ctx = longest)."""
+        lengths = tuple(prompt_lengths)
+        if not lengths:
+            raise BadInput("prompt_lengths is empty: a ragged batch needs at least one prompt")
+        for n in lengths:
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise BadInput(f"prompt_lengths must be whole numbers >= 1, got {n!r} in {list(lengths)}")
+        return cls(model=model, prompt_lengths=lengths, batch_size=len(lengths), ctx_tokens=max(lengths), **fields)
 
     def with_(self, **changes: Any) -> TrialSpec:
         return replace(self, **changes)

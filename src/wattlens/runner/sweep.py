@@ -28,6 +28,7 @@ GRID_KEYS = {
     "sampling": "sampling",
     "set": "overrides",
     "prompt": "prompt",
+    "prompt_lengths": "prompt_lengths",  # a list of ragged batches, each a list of prompt lengths
 }
 SCALAR_KEYS = {"repeats": "repeats", "warmups": "warmups", "device": "device", "seed": "seed"}
 INT_KEYS = {"ctx_tokens", "gen_tokens", "batch_size", "repeats", "warmups", "seed"}
@@ -67,6 +68,27 @@ def _overrides(value: Any) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted(value.items()))
 
 
+def _prompt_lengths(value: Any, source: str) -> tuple[int, ...]:
+    """One ragged batch of the `prompt_lengths` axis: a non-empty list of whole token counts."""
+    if not isinstance(value, list) or not value:
+        raise BadInput(f"prompt_lengths in {source} must be a list of batches, each a list of prompt lengths "
+                       f"(e.g. [[32, 500, 1000]]), got entry {value!r}")
+    for n in value:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise BadInput(f"prompt_lengths in {source} must be whole numbers >= 1, got {n!r} in {value}")
+    return tuple(value)
+
+
+def _apply_prompt_lengths(kwargs: dict[str, Any], source: str) -> None:
+    """Set batch and ctx from a ragged batch, refusing a batch or ctx that says otherwise."""
+    lengths = kwargs["prompt_lengths"]
+    for name, key, implied in (("batch_size", "batch", len(lengths)), ("ctx_tokens", "ctx", max(lengths))):
+        if name in kwargs and kwargs[name] != implied:
+            raise BadInput(f"sweep spec {source}: {key} {kwargs[name]} contradicts prompt_lengths {list(lengths)} "
+                           f"({key} {implied}); leave {key} out, prompt_lengths sets it")
+        kwargs[name] = implied
+
+
 def plan_from_dict(data: Any, source: str = "<dict>") -> SweepPlan:
     """Expand a sweep mapping into TrialSpecs (unchecked against models; see `check_plan`)."""
     if not isinstance(data, dict):
@@ -94,6 +116,8 @@ def plan_from_dict(data: Any, source: str = "<dict>") -> SweepPlan:
             for v in vals:
                 if isinstance(v, bool) or not isinstance(v, int):
                     raise BadInput(f"{name} must be whole numbers in {source}, got {v!r}")
+    if "prompt_lengths" in axes:
+        axes["prompt_lengths"] = [_prompt_lengths(v, source) for v in axes["prompt_lengths"]]
     names = list(axes)
     specs = []
     for combo in itertools.product(*(axes[n] for n in names)):
@@ -102,6 +126,8 @@ def plan_from_dict(data: Any, source: str = "<dict>") -> SweepPlan:
             kwargs["sampling"] = _sampling(kwargs["sampling"])
         if "overrides" in kwargs:
             kwargs["overrides"] = _overrides(kwargs["overrides"])
+        if "prompt_lengths" in kwargs:
+            _apply_prompt_lengths(kwargs, source)
         kwargs["model"] = str(kwargs["model"])
         specs.append(TrialSpec(**kwargs))
     # Group by model so each is built once; keep the YAML's order within a model.

@@ -29,12 +29,17 @@ from wattlens.models.arithmetic import ModelFacts, model_facts
 from wattlens.models.build import build_model, resolve_device
 from wattlens.models.catalog import ModelSource, max_positions, resolve_model
 from wattlens.runner.session import Session, utc_now
-from wattlens.workloads.inputs import PromptBatch, synthetic_batch, text_batch
+from wattlens.workloads.inputs import PromptBatch, ragged_synthetic_batch, synthetic_batch, text_batch
 
 
 def check_spec(spec: TrialSpec) -> tuple[ModelSource, ModelFacts]:
     """Every check that needs no GPU: bad values raise BadInput before anything runs or is stored."""
     spec.validate()
+    if spec.ragged and spec.mode == "compiled":
+        raise BadInput("mixed-size batches (prompt_lengths) cannot run in compiled mode: its lean decode loop "
+                       "runs unpadded batches; use eager or static")
+    if spec.ragged and spec.prompt != "synthetic":
+        raise BadInput("mixed-size batches (prompt_lengths) support synthetic prompts only, not --prompt text")
     source = resolve_model(spec.model, spec.overrides)
     limit = max_positions(source.config)
     if spec.ctx_tokens + spec.gen_tokens > limit:
@@ -107,9 +112,14 @@ def free_device_memory() -> None:
 
 
 def make_prompt(spec: TrialSpec, source: ModelSource, facts: ModelFacts, device: str) -> PromptBatch:
-    """Exact-length inputs: synthetic ids by default, or templated text trimmed/padded to length."""
+    """Exact-length inputs: synthetic ids by default, or templated text trimmed/padded to length;
+    a ragged spec gets left-padded synthetic rows of its prompt_lengths."""
     special = [source.config.get(k) for k in ("eos_token_id", "pad_token_id", "bos_token_id")]
     avoid = [i for s in special for i in (s if isinstance(s, list) else [s]) if isinstance(i, int)]
+    if spec.ragged:
+        pad = source.config.get("pad_token_id")
+        return ragged_synthetic_batch(spec.prompt_lengths, facts.vocab_size, seed=spec.seed, device=device,
+                                      avoid_token_ids=avoid, pad_token_id=pad if isinstance(pad, int) else None)
     if spec.prompt == "synthetic":
         return synthetic_batch(spec.batch_size, spec.ctx_tokens, facts.vocab_size, seed=spec.seed,
                                device=device, avoid_token_ids=avoid)

@@ -1,5 +1,8 @@
 """Exact-length prompt batches: every row has exactly `ctx_tokens` tokens, generation prompt intact.
 
+A ragged (mixed-size) synthetic batch is the one exception: rows of given lengths, left-padded to
+the longest with an attention mask of 0 on the padding, as a server batching such prompts would.
+
 The published GPT-OSS study truncated prompts after applying the chat template, which cut off
 the assistant header (DESIGN.md section 6). Here the user message content is trimmed or padded
 before templating, so the template, and the generation prompt at its end, is always whole.
@@ -32,17 +35,22 @@ _FILLER_SEPARATOR = "\n\n"
 
 @dataclass
 class PromptBatch:
-    """A batch of prompts of one exact length; no padding, so the attention mask is all ones."""
+    """A batch of prompts of one exact length (mask all ones), or ragged: left-padded rows."""
 
     input_ids: torch.LongTensor  # [batch, ctx]
-    attention_mask: torch.LongTensor  # [batch, ctx], all ones
-    input_tokens: int  # ctx: the length of every row
+    attention_mask: torch.LongTensor  # [batch, ctx]; all ones unless ragged (0 on the left padding)
+    input_tokens: int  # ctx: the padded length of every row (the longest prompt when ragged)
     source: str  # 'synthetic' or 'text:<tokenizer name>'
     texts: list[str] | None = None  # user message content of each row (after trim/pad); None if synthetic
+    row_tokens: tuple[int, ...] = ()  # real (unpadded) input tokens of each row when ragged; () = all ctx
 
     @property
     def batch_size(self) -> int:
         return int(self.input_ids.shape[0])
+
+    @property
+    def ragged(self) -> bool:
+        return bool(self.row_tokens)
 
 
 def _check_positive_int(name: str, value: Any, minimum: int) -> int:
@@ -99,6 +107,45 @@ def synthetic_batch(
         texts=None,
     )
     verify_lengths(batch, ctx_tokens)
+    return batch
+
+
+def ragged_synthetic_batch(
+    prompt_lengths: Sequence[int],
+    vocab_size: int,
+    *,
+    seed: int = 0,
+    device: Any = "cpu",
+    avoid_token_ids: Iterable[int | None] = (),
+    pad_token_id: int | None = None,
+) -> PromptBatch:
+    """Random prompts of the given lengths, left-padded to the longest (a mixed-size batch).
+
+    Row i keeps the last `prompt_lengths[i]` ids of a `synthetic_batch` of the longest length
+    (same seed, same draw); its left is filled with the pad id (the model's, else 0) and masked
+    with 0. The pad id is never drawn as a real token, so padding and prompt cannot be confused.
+    Left padding, as decoder-only generation needs: every row's last real token sits at the end.
+    """
+    if isinstance(prompt_lengths, (str, bytes)) or not isinstance(prompt_lengths, Sequence):
+        raise BadInput(f"prompt_lengths must be a list of token counts, got {type(prompt_lengths).__name__}")
+    if len(prompt_lengths) == 0:
+        raise BadInput("prompt_lengths is empty: a batch needs at least one prompt")
+    lengths = tuple(_check_positive_int(f"prompt_lengths[{i}]", n, 1) for i, n in enumerate(prompt_lengths))
+    if pad_token_id is not None:
+        _check_positive_int("pad_token_id", pad_token_id, 0)
+    pad_id = 0 if pad_token_id is None else pad_token_id
+    if pad_id >= vocab_size:
+        raise BadInput(f"pad_token_id {pad_id} is outside the vocabulary of {vocab_size} ids")
+    longest = max(lengths)
+    full = synthetic_batch(len(lengths), longest, vocab_size, seed=seed, device=device,
+                           avoid_token_ids=[*avoid_token_ids, pad_id])
+    ids, mask = full.input_ids.clone(), full.attention_mask.clone()
+    for row, n in enumerate(lengths):
+        ids[row, : longest - n] = pad_id
+        mask[row, : longest - n] = 0
+    batch = PromptBatch(input_ids=ids, attention_mask=mask, input_tokens=longest, source="synthetic",
+                        texts=None, row_tokens=lengths)
+    verify_lengths(batch, longest)
     return batch
 
 
@@ -323,7 +370,8 @@ def text_batch(
 
 
 def verify_lengths(batch: PromptBatch, ctx_tokens: int) -> None:
-    """Raise RuntimeError unless every row is exactly ctx_tokens long with an all-ones mask.
+    """Raise RuntimeError unless every row is exactly ctx_tokens long with an all-ones mask, or,
+    for a ragged batch, unless each row's mask is zeros then exactly `row_tokens[i]` ones.
 
     A mismatch here is a bug, not a user error: the batch builders guarantee the length.
     """
@@ -334,7 +382,25 @@ def verify_lengths(batch: PromptBatch, ctx_tokens: int) -> None:
         raise RuntimeError(f"prompt batch says input_tokens={batch.input_tokens}, expected {ctx_tokens}")
     if tuple(mask.shape) != tuple(ids.shape):
         raise RuntimeError(f"attention mask shape {tuple(mask.shape)} != input ids shape {tuple(ids.shape)}")
-    if mask.device.type != "meta" and not bool((mask == 1).all()):  # meta tensors hold no values
+    if batch.ragged:
+        _verify_ragged_mask(batch, ctx_tokens)
+    elif mask.device.type != "meta" and not bool((mask == 1).all()):  # meta tensors hold no values
         raise RuntimeError("attention mask has zeros: exact-length prompts carry no padding")
     if batch.texts is not None and len(batch.texts) != ids.shape[0]:
         raise RuntimeError(f"prompt batch has {len(batch.texts)} texts for {ids.shape[0]} rows")
+
+
+def _verify_ragged_mask(batch: PromptBatch, ctx_tokens: int) -> None:
+    ids, mask, lengths = batch.input_ids, batch.attention_mask, batch.row_tokens
+    if len(lengths) != ids.shape[0]:
+        raise RuntimeError(f"ragged batch has {len(lengths)} row lengths for {ids.shape[0]} rows")
+    if max(lengths) != ctx_tokens:
+        raise RuntimeError(f"ragged batch's longest row is {max(lengths)}, expected {ctx_tokens}")
+    if mask.device.type == "meta":
+        return
+    sums = [int(v) for v in mask.sum(dim=1).tolist()]
+    if sums != list(lengths):
+        raise RuntimeError(f"attention mask row sums {sums} != requested prompt lengths {list(lengths)}")
+    for row, n in enumerate(lengths):  # left padding: zeros first, then all ones
+        if not bool((mask[row, ctx_tokens - n :] == 1).all()):
+            raise RuntimeError(f"ragged row {row} is not left-padded: its mask has zeros after its first token")
