@@ -3,7 +3,7 @@
 # see plan.md; parts of ~230 s can share a call).
 # Usage (repo root, GPU machine, OUT = output folder):
 #   OUT=<dir> bash results/predictor/campaign/run.sh <gpu-tag> <tier> <part> [<part> ...]
-#   e.g. OUT=$OUT bash results/predictor/campaign/run.sh h100 core 00        (tiers: core, extended)
+#   e.g. OUT=$OUT bash results/predictor/campaign/run.sh h100 core 00        (tiers: core, extended, mixed)
 #        OUT=$OUT bash results/predictor/campaign/run.sh h100 core 06 07
 # Writes per part $OUT/<gpu-tag>-<tier>-p<part>.json (store export, all tables: token times, token
 # energy reads, power timeline) and .log, and once per GPU $OUT/env-<gpu-tag>.json. The whole call
