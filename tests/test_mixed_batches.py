@@ -37,7 +37,8 @@ def test_ragged_spec_validates_and_round_trips_from_lists():
     assert d["prompt_lengths"] == [30, 7, 12]
     back = TrialSpec.from_dict(d)
     assert back == spec and back.trial_id == spec.trial_id and back.trial_id not in PINNED_IDS
-    assert spec.row_input_tokens() == (30, 7, 12) and TrialSpec(model="m", batch_size=2).row_input_tokens() == (128, 128)
+    assert spec.row_input_tokens() == (30, 7, 12)
+    assert TrialSpec(model="m", batch_size=2).row_input_tokens() == (128, 128)
     for bad in (dict(prompt_lengths=(5, 3), batch_size=3, ctx_tokens=5),  # batch != count
                 dict(prompt_lengths=(5, 3), batch_size=2, ctx_tokens=8),  # ctx != longest
                 dict(prompt_lengths=(5, 0), batch_size=2, ctx_tokens=5)):
@@ -75,7 +76,8 @@ def test_ragged_synthetic_batch_left_pads_and_keeps_seeded_rows():
 
 def test_mixed_batches_log_uniform_seeded():
     a = mixed_batches(6, [8, 16, 32], 32, 1000, seed=1)
-    assert a == mixed_batches(6, [8, 16, 32], 32, 1000, seed=1) != mixed_batches(6, [8, 16, 32], 32, 1000, seed=2)
+    assert a == mixed_batches(6, [8, 16, 32], 32, 1000, seed=1)
+    assert a != mixed_batches(6, [8, 16, 32], 32, 1000, seed=2)
     assert [len(x) for x in a] == [8, 16, 32, 8, 16, 32]
     flat = [n for x in a for n in x]
     assert min(flat) >= 32 and max(flat) <= 1000
@@ -232,7 +234,8 @@ def test_analyse_writes_mixed_size_validation(tmp_path, monkeypatch):
     from wattlens.analysis import predictor as P
     from wattlens.store import ResultStore, export
 
-    monkeypatch.setattr(P, "N_TREES", {"random_forest": 30, "physics_residual": 20, "xgb_tree": 30, "xgb_linear": 30})
+    monkeypatch.setattr(P, "N_TREES", {"random_forest": 30, "physics_residual": 20, "xgb_tree": 30,
+                                       "xgb_linear": 30})
     trials = [_trial(m, [c] * b) for m in SCALE for c in (32, 128, 512, 1000) for b in (8, 16, 32)]
     mixed_sets = mixed_batches(4, [8, 16], 32, 1000, seed=0)
     trials += [_trial(m, lengths) for m in ("llama-3.2-1b", "qwen2.5-0.5b") for lengths in mixed_sets]

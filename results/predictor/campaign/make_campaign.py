@@ -121,7 +121,8 @@ def mixed_sweeps():
         build_s = 15.0 + model_facts(cfg).weights_bytes(2) / 1e9
         per_batch = [estimate_trial_s(cfg, max(b), MIXED_GEN, len(b)) for b in batches]
         whole = build_s + sum(per_batch)
-        groups = [list(range(len(batches)))] if whole + 30 <= PART_BUDGET_S else [[i] for i in range(len(batches))]
+        every = list(range(len(batches)))
+        groups = [every] if whole + 30 <= PART_BUDGET_S else [[i] for i in every]
         for idx in groups:
             doc = {"models": [model], "prompt_lengths": [list(batches[i]) for i in idx], "gen": [MIXED_GEN],
                    "dtype": "bf16", "mode": "static", "repeats": REPEATS, "warmups": WARMUPS}

@@ -97,17 +97,20 @@ def mixed_rows_from_trials(trials: Iterable[Any]) -> list[dict[str, Any]]:
         spec = t.spec
         if t.status != "ok" or not t.repetitions or not spec.prompt_lengths:
             continue
-        windows = [r.energy for r in t.repetitions if r.energy is not None and r.energy.energy_gpu_j is not None]
+        windows = [r.energy for r in t.repetitions
+                   if r.energy is not None and r.energy.energy_gpu_j is not None]
         if not windows:
             continue
         energies = [w.energy_gpu_j for w in windows]
-        unc = max(statistics.median([w.energy_gpu_uncertainty_j or 0.0 for w in windows]), _iqr_half(energies))
+        own_unc = statistics.median([w.energy_gpu_uncertainty_j or 0.0 for w in windows])
+        unc = max(own_unc, _iqr_half(energies))
         overrides = dict(spec.overrides)
         out.append({
             "model": spec.model, "family": model_family(spec.model),
             "overrides_json": json.dumps(overrides, sort_keys=True) if overrides else "",
             "gpu_name": t.gpu_name, "gpu_count": len(windows[0].per_gpu_energy_j or (0,)),
-            "dtype": spec.dtype, "mode": spec.mode, "prompt_lengths_json": json.dumps(list(spec.prompt_lengths)),
+            "dtype": spec.dtype, "mode": spec.mode,
+            "prompt_lengths_json": json.dumps(list(spec.prompt_lengths)),
             "padded_input_tokens": spec.ctx_tokens, "output_tokens": t.repetitions[0].output_tokens,
             "batch_size": spec.batch_size, "energy_batch_j": statistics.median(energies),
             "energy_batch_uncertainty_j": unc, "repetitions": len(windows), "trial_id": spec.trial_id,

@@ -70,7 +70,7 @@ class TrialSpec:
     prompt: str = "synthetic"
     device: str = "auto"
     seed: int = 0
-    prompt_lengths: tuple[int, ...] = ()  # per-row input tokens of a ragged batch; () = every row has ctx_tokens
+    prompt_lengths: tuple[int, ...] = ()  # input tokens of each row of a ragged batch; () = all ctx_tokens
 
     @property
     def ragged(self) -> bool:
@@ -109,10 +109,11 @@ class TrialSpec:
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise BadInput(f"prompt_lengths must be whole numbers >= 1, got {n!r} in {list(lengths)}")
         if self.batch_size != len(lengths):
-            raise BadInput(f"batch {self.batch_size} does not match the {len(lengths)} prompt_lengths {list(lengths)}")
+            raise BadInput(f"batch {self.batch_size} does not match the {len(lengths)} prompt_lengths "
+                           f"{list(lengths)}")
         if self.ctx_tokens != max(lengths):
-            raise BadInput(f"ctx {self.ctx_tokens} must equal the longest of prompt_lengths ({max(lengths)}): "
-                           "shorter rows are left-padded to it")
+            raise BadInput(f"ctx {self.ctx_tokens} must equal the longest of prompt_lengths "
+                           f"({max(lengths)}): shorter rows are left-padded to it")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -146,7 +147,8 @@ class TrialSpec:
         for n in lengths:
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise BadInput(f"prompt_lengths must be whole numbers >= 1, got {n!r} in {list(lengths)}")
-        return cls(model=model, prompt_lengths=lengths, batch_size=len(lengths), ctx_tokens=max(lengths), **fields)
+        return cls(model=model, prompt_lengths=lengths, batch_size=len(lengths), ctx_tokens=max(lengths),
+                   **fields)
 
     def with_(self, **changes: Any) -> TrialSpec:
         return replace(self, **changes)

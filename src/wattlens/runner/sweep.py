@@ -84,8 +84,8 @@ def _apply_prompt_lengths(kwargs: dict[str, Any], source: str) -> None:
     lengths = kwargs["prompt_lengths"]
     for name, key, implied in (("batch_size", "batch", len(lengths)), ("ctx_tokens", "ctx", max(lengths))):
         if name in kwargs and kwargs[name] != implied:
-            raise BadInput(f"sweep spec {source}: {key} {kwargs[name]} contradicts prompt_lengths {list(lengths)} "
-                           f"({key} {implied}); leave {key} out, prompt_lengths sets it")
+            raise BadInput(f"sweep spec {source}: {key} {kwargs[name]} contradicts prompt_lengths "
+                           f"{list(lengths)} ({key} {implied}); leave {key} out, prompt_lengths sets it")
         kwargs[name] = implied
 
 

@@ -36,10 +36,11 @@ def check_spec(spec: TrialSpec) -> tuple[ModelSource, ModelFacts]:
     """Every check that needs no GPU: bad values raise BadInput before anything runs or is stored."""
     spec.validate()
     if spec.ragged and spec.mode == "compiled":
-        raise BadInput("mixed-size batches (prompt_lengths) cannot run in compiled mode: its lean decode loop "
-                       "runs unpadded batches; use eager or static")
+        raise BadInput("mixed-size batches (prompt_lengths) cannot run in compiled mode: its lean decode "
+                       "loop runs unpadded batches; use eager or static")
     if spec.ragged and spec.prompt != "synthetic":
-        raise BadInput("mixed-size batches (prompt_lengths) support synthetic prompts only, not --prompt text")
+        raise BadInput("mixed-size batches (prompt_lengths) support synthetic prompts only, "
+                       "not --prompt text")
     source = resolve_model(spec.model, spec.overrides)
     limit = max_positions(source.config)
     if spec.ctx_tokens + spec.gen_tokens > limit:
@@ -119,7 +120,8 @@ def make_prompt(spec: TrialSpec, source: ModelSource, facts: ModelFacts, device:
     if spec.ragged:
         pad = source.config.get("pad_token_id")
         return ragged_synthetic_batch(spec.prompt_lengths, facts.vocab_size, seed=spec.seed, device=device,
-                                      avoid_token_ids=avoid, pad_token_id=pad if isinstance(pad, int) else None)
+                                      avoid_token_ids=avoid,
+                                      pad_token_id=pad if isinstance(pad, int) else None)
     if spec.prompt == "synthetic":
         return synthetic_batch(spec.batch_size, spec.ctx_tokens, facts.vocab_size, seed=spec.seed,
                                device=device, avoid_token_ids=avoid)

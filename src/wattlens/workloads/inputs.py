@@ -403,4 +403,5 @@ def _verify_ragged_mask(batch: PromptBatch, ctx_tokens: int) -> None:
         raise RuntimeError(f"attention mask row sums {sums} != requested prompt lengths {list(lengths)}")
     for row, n in enumerate(lengths):  # left padding: zeros first, then all ones
         if not bool((mask[row, ctx_tokens - n :] == 1).all()):
-            raise RuntimeError(f"ragged row {row} is not left-padded: its mask has zeros after its first token")
+            raise RuntimeError(f"ragged row {row} is not left-padded: its mask has zeros after its first "
+                               "token")

@@ -38,6 +38,6 @@ def mixed_batches(n_batches: int, batch_sizes: Sequence[int], min_tokens: int, m
     lo, hi = math.log(min_tokens), math.log(max_tokens)
     batches = []
     for k in range(n_batches):
-        lengths = (min(max_tokens, max(min_tokens, round(math.exp(rng.uniform(lo, hi))))) for _ in range(sizes[k % len(sizes)]))
-        batches.append(tuple(lengths))
+        draws = (round(math.exp(rng.uniform(lo, hi))) for _ in range(sizes[k % len(sizes)]))
+        batches.append(tuple(min(max_tokens, max(min_tokens, n)) for n in draws))
     return batches
