@@ -256,3 +256,33 @@ def test_analyse_writes_mixed_size_validation(tmp_path, monkeypatch):
     learner = md.split("Learner: `")[1].split("`")[0]
     assert learner in P.available_learners()
     assert (out / "mixed_size.png").stat().st_size > 1000
+
+
+def test_bench_prompt_lengths_runs_a_ragged_trial_and_rejects_bad_lists(tmp_path, monkeypatch, capsys):
+    """`wattlens bench --prompt-lengths 5,9,13`: batch 3, ctx 13, every row gets its output tokens;
+    a malformed list or compiled mode exits 2 with one line and stores nothing."""
+    from typer.testing import CliRunner
+
+    from wattlens.cli.app import app
+
+    db = tmp_path / "r.sqlite"
+    res = CliRunner().invoke(app, ["bench", "--model", "tiny-llama", "--prompt-lengths", "5,9,13", "--gen", "4",
+                                   "--repeats", "2", "--device", "cpu", "--quick", "--db", str(db), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout[res.stdout.index("{"):])
+    assert out["status"] == "ok" and out["spec"]["prompt_lengths"] == [5, 9, 13]
+    assert (out["spec"]["batch_size"], out["spec"]["ctx_tokens"]) == (3, 13)
+    assert [r["output_tokens"] for r in out["repetitions"]] == [4, 4]
+    import sys
+
+    from wattlens.cli.app import main
+
+    for bad in (["--prompt-lengths", "5,x"], ["--prompt-lengths", "5,9", "--mode", "compiled"]):
+        other = tmp_path / "bad.sqlite"
+        monkeypatch.setattr(sys, "argv", ["wattlens", "bench", "--model", "tiny-llama", "--device", "cpu",
+                                          "--db", str(other), *bad])
+        with pytest.raises(SystemExit) as info:
+            main()
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1
+        assert not other.exists()

@@ -39,13 +39,21 @@ def _command_line() -> str:
 
 
 def _spec_from_options(model, ctx, gen, batch, dtype, mode, temperature, top_p, top_k, sets, repeats, warmups,
-                       prompt, device, seed):
+                       prompt, device, seed, prompt_lengths: str | None = None):
+    from wattlens.core.errors import BadInput
     from wattlens.core.spec import SamplingSpec, TrialSpec, parse_override
 
     overrides = tuple(sorted(parse_override(s) for s in sets))
-    return TrialSpec(model=model, ctx_tokens=ctx, gen_tokens=gen, batch_size=batch, dtype=dtype, mode=mode,
-                     sampling=SamplingSpec(temperature=temperature, top_p=top_p, top_k=top_k), overrides=overrides,
-                     repeats=repeats, warmups=warmups, prompt=prompt, device=device, seed=seed)
+    fields = dict(gen_tokens=gen, dtype=dtype, mode=mode,
+                  sampling=SamplingSpec(temperature=temperature, top_p=top_p, top_k=top_k), overrides=overrides,
+                  repeats=repeats, warmups=warmups, prompt=prompt, device=device, seed=seed)
+    if prompt_lengths:
+        try:
+            lengths = [int(x) for x in prompt_lengths.split(",") if x.strip()]
+        except ValueError:
+            raise BadInput(f"--prompt-lengths expects comma-separated whole numbers, got {prompt_lengths!r}") from None
+        return TrialSpec.ragged_batch(model, lengths, **fields)
+    return TrialSpec(model=model, ctx_tokens=ctx, batch_size=batch, **fields)
 
 
 TOKEN_READS_HELP = ("Also read the GPU energy counter at about N log-spaced output tokens of each repetition "
@@ -112,6 +120,9 @@ def bench(
     cooldown_s: Annotated[float, typer.Option(help="Longest wait for the GPU to cool before the trial.")] = 30.0,
     phases: Annotated[bool, typer.Option("--phases", help=PHASES_HELP)] = False,
     token_energy_reads: Annotated[int, typer.Option(help=TOKEN_READS_HELP)] = 0,
+    prompt_lengths: Annotated[str | None, typer.Option(
+        help="A mixed-size batch: comma-separated prompt lengths, one per sequence (sets batch and ctx; "
+             "left-padded; eager or static).")] = None,
 ) -> None:
     """Measure one trial and store it."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -120,7 +131,7 @@ def bench(
     from wattlens.runner.trial import ModelHolder, check_spec, run_trial
 
     spec = _spec_from_options(model, ctx, gen, batch, dtype, mode, temperature, top_p, top_k, set_ or [], repeats,
-                              warmups, prompt, device, seed)
+                              warmups, prompt, device, seed, prompt_lengths)
     check_spec(spec)  # bad input fails here, before the store is touched
     session = open_session(db, command=_command_line(), device=device,
                            options=SessionOptions(calibrate=not quick, cooldown_max_s=cooldown_s))
