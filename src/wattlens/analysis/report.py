@@ -99,7 +99,7 @@ def _energy_cell(summary: dict[str, Any]) -> str:
 
 
 def _flags_cell(trial: TrialResult) -> str:
-    flags = list(trial.summary.get("energy_flags") or [])
+    flags = list(trial.summary.get("energy_flags") or []) + list(trial.summary.get("host_cpu_flags") or [])
     for method in PHASE_METHODS:
         flags += [f"{method}:{f}" for f in trial.summary.get(f"phase_flags_{method}") or []]
     if trial.memory.not_measured_reason:

@@ -21,6 +21,7 @@ from wattlens.core.metrics import summarise_repetitions
 from wattlens.core.results import MemoryStats, Repetition, TrialResult
 from wattlens.core.spec import TrialSpec
 from wattlens.core.units import dtype_bytes
+from wattlens.hw.host_cpu import HostCpuMeter
 from wattlens.hw.rapl import RaplMeter
 from wattlens.meter.memory import cuda_memory_snapshot, cuda_sync, reset_peak
 from wattlens.meter.sampler import PowerSampler
@@ -172,6 +173,7 @@ def run_trial(
     marks_ns: list[tuple[int, int, int]] = []
     hygiene: dict[str, Any] = {}
     rapl = RaplMeter()
+    host_cpu = HostCpuMeter()  # host-bound modes follow the host: record what it did
     on_gpu = bool(session.gpus) and device.startswith("cuda")  # energy, sampling and cooldown apply
     try:
         if on_gpu:
@@ -194,6 +196,7 @@ def run_trial(
         held_bytes = None
         reps: list[Repetition] = []
         rapl.start()
+        host_cpu.start()
         reader = None
         if token_energy_reads and on_gpu:
             reader = TokenEnergyReader(session.meter, select_read_tokens(spec.gen_tokens, max(2, token_energy_reads)))
@@ -229,6 +232,7 @@ def run_trial(
             if on_repetition:
                 on_repetition(i)
         host_energy = rapl.stop()
+        host_cpu_use = host_cpu.stop()
         timeline = sampler.stop() if sampler else None
         session.meter.sampler = None  # the phase passes below are not covered by this timeline
         result.repetitions = reps
@@ -250,6 +254,7 @@ def run_trial(
         result.summary["model_build_s"] = models.build_s  # of the build this trial's model came from
         result.summary.update(hygiene)
         result.summary.update(host_energy.to_dict())
+        result.summary.update(host_cpu_use.to_dict())
         if timeline is not None:
             result.summary["power_timeline_samples"] = len(timeline)
         if phase_payload is not None:
