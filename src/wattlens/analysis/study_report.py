@@ -523,34 +523,42 @@ def _answers(c: _Ctx) -> list[str]:
     out += ["**Does GPT-OSS-20B still decode faster and cheaper per token than the dense models in every serving "
             f"mode?** (context {c.headline}, decode tok/s = 1 / TPOT; energy per generated token over the request)", "",
             *lines, ""]
-    # 2. TTFT
+    # 2. TTFT, in every serving mode measured
     lines = []
-    for ctx in c.core_ctx:
-        m = c.index.get(c.model[moe_role], ctx)
-        parts = []
-        for r in dense:
-            d = c.index.get(c.model[r], ctx)
-            if _ok(m) and _ok(d):
-                tm, td = _value(m, "ttft_ms"), _value(d, "ttft_ms")
-                parts.append(f"{'higher' if tm > td else 'lower'} than {c.label[r]} ({fmt_number(tm)} vs "
-                             f"{fmt_number(td)} ms)")
-        if parts:
-            lines.append(f"- context {ctx}: GPT-OSS-20B TTFT is " + "; ".join(parts) + ".")
-    m = c.index.get(c.model[moe_role], c.headline)
-    why = []
-    if _ok(m):
+    for mode in ("eager", "static", "compiled"):
+        for ctx in c.core_ctx:
+            m = c.index.get(c.model[moe_role], ctx, mode=mode)
+            parts = []
+            for r in dense:
+                d = c.index.get(c.model[r], ctx, mode=mode)
+                if _ok(m) and _ok(d):
+                    tm, td = _value(m, "ttft_ms"), _value(d, "ttft_ms")
+                    parts.append(f"{'higher' if tm > td else 'lower'} than {c.label[r]} ({fmt_number(tm)} vs "
+                                 f"{fmt_number(td)} ms)")
+            if parts:
+                lines.append(f"- {mode}, context {ctx}: GPT-OSS-20B TTFT is " + "; ".join(parts) + ".")
+    why, attention = [], {}
+    for mode in ("eager", "compiled"):
         for r in [moe_role, *dense]:
-            t = c.index.get(c.model[r], c.headline)
+            t = c.index.get(c.model[r], c.headline, mode=mode)
             if _ok(t) and _value(t, "prefill_roofline_pct") is not None:
-                why.append(f"{c.label[r]} reaches {fmt_number(_value(t, 'prefill_roofline_pct'))}% of the GPU's "
-                           "peak dense FLOP/s in its prefill")
-    out += [f"**Is its TTFT really higher, and why?**", "", *(lines or ["- not measured yet."]), ""]
+                why.append(f"{c.label[r]} ({mode}) reaches {fmt_number(_value(t, 'prefill_roofline_pct'))}% of the "
+                           "GPU's peak dense FLOP/s in its prefill")
+            if _ok(t):
+                attention[c.label[r]] = ((t.model_facts or {}).get("backend") or {}).get("attn_implementation")
+    out += ["**Is its TTFT really higher, and why?**", "", *(lines or ["- not measured yet."]), ""]
     if why:
-        out += ["Prefill efficiency at the headline context: " + "; ".join(why) + ". GPT-OSS-20B's prefill needs "
-                "far fewer FLOPs (3.6 B active parameters against 32-34 B), so where its TTFT is not lower in "
-                "proportion the time goes to the MoE layers' expert dispatch in the eager transformers code "
-                "(per-expert gathers and small matrix products that keep the tensor cores idle), not to "
-                "arithmetic. The paper's 'routing overhead' is most likely this implementation cost rather than anything inherent to MoE.", ""]
+        text = ("Prefill efficiency at the headline context: " + "; ".join(why) + ". GPT-OSS-20B's prefill needs "
+                "far fewer FLOPs (3.6 B active parameters against 32-34 B), so a TTFT that is not lower in "
+                "proportion is time spent outside dense arithmetic.")
+        kinds = {k: v for k, v in attention.items() if v}
+        if len(set(kinds.values())) > 1:
+            text += (" Attention implementations as recorded: " + ", ".join(f"{k} `{v}`" for k, v in kinds.items())
+                     + " (an `eager` attention writes the full score matrix of every head to memory).")
+        text += (" Candidates, not profiled here: that attention path and the MoE layers' expert dispatch "
+                 "(gathers and small per-expert matrix products); the paper's 'routing overhead' may be either, "
+                 "an implementation cost rather than something inherent to MoE.")
+        out += [text, ""]
     else:
         out += ["Prefill roofline figures need a GPU run (they compare the prefill with the GPU's peak FLOP/s).", ""]
     # 3. KV
