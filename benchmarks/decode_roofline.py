@@ -26,14 +26,15 @@ ROOFLINE_TARGET_PCT = 70.0
 OVERHEAD_TARGET_PCT = 2.0
 
 
-def measure_variant(model, prompt, gen_tokens: int, pairs: int, meter, decode_attention: str) -> dict:
+def measure_variant(model, prompt, gen_tokens: int, pairs: int, meter, decode_attention: str,
+                    decode_experts: str = "auto") -> dict:
     """Compile one decode-attention variant, then alternate harness and bare runs."""
     import torch
 
     from wattlens.backends.hf import HFBackend
     from wattlens.meter.sampler import PowerSampler
 
-    backend = HFBackend(model, "compiled", decode_attention=decode_attention)
+    backend = HFBackend(model, "compiled", decode_attention=decode_attention, decode_experts=decode_experts)
     t0 = time.perf_counter()
     backend.prepare(1, prompt.input_tokens, gen_tokens)
     backend.generate(prompt.input_ids, prompt.attention_mask, gen_tokens)
@@ -59,6 +60,7 @@ def measure_variant(model, prompt, gen_tokens: int, pairs: int, meter, decode_at
         meter.sampler = None
     result = {
         "decode_attention": decode_attention,
+        "decode_experts": decode_experts,
         "backend": backend.describe(),
         "compile_and_capture_s": compile_s,
         "tpot_s_median": statistics.median(harness_tpot),
@@ -113,6 +115,8 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=10, help="harness/bare pairs, alternated")
     ap.add_argument("--decode-attention", default="auto",
                     help="comma-separated variants: auto, reductions, flex, grouped_sdpa, transformers")
+    ap.add_argument("--decode-experts", default="auto",
+                    help="MoE models: comma-separated experts kernels for decode steps: auto, batched_mm, gathered")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--profile", action="store_true", help="print the top CUDA kernels of 5 decode steps")
     args = ap.parse_args()
@@ -138,12 +142,14 @@ def main() -> int:
         # the average step reads the KV cache at ctx + gen/2 tokens
         bytes_per_step = facts.decode_bytes_per_step(args.ctx + gen_tokens // 2, 1, dtype_bytes("bf16"))
         bound = spec.memory_bandwidth_bytes_per_s / bytes_per_step if spec else None
-        for variant in args.decode_attention.split(","):
+        combos = [(a.strip(), e.strip()) for a in args.decode_attention.split(",")
+                  for e in args.decode_experts.split(",")]
+        for variant, experts in combos:
             try:
-                r = measure_variant(model, prompt, gen_tokens, args.pairs, meter, variant.strip())
+                r = measure_variant(model, prompt, gen_tokens, args.pairs, meter, variant, experts)
             except Exception as exc:  # one variant failing to compile must not lose the others
-                print(f"== decode attention {variant}, gen {gen_tokens}: FAILED: {type(exc).__name__}: "
-                      f"{str(exc)[:2000]}", flush=True)
+                print(f"== decode attention {variant}, experts {experts}, gen {gen_tokens}: FAILED: "
+                      f"{type(exc).__name__}: {str(exc)[:2000]}", flush=True)
                 torch.cuda.empty_cache()
                 continue
             r["gen_tokens"] = gen_tokens
@@ -152,7 +158,7 @@ def main() -> int:
                 r["roofline_tokens_per_s"] = bound
                 r["roofline_pct"] = 100.0 * r["decode_tokens_per_s"] / bound
             if args.profile:
-                print(f"== decode attention: {r['decode_attention']}, gen {gen_tokens}")
+                print(f"== decode attention: {r['decode_attention']}, experts {experts}, gen {gen_tokens}")
                 print_decode_profile(r["lean"], prompt.input_ids)
             del r["lean"]
             variants.append(r)
@@ -181,14 +187,15 @@ def main() -> int:
         + (f" ({spec.name}, {spec.memory_bandwidth_bytes_per_s / 1e9:.0f} GB/s)" if spec else ""),
         f"- model build {build_s:.1f} s",
         "",
-        "| gen | decode attention | GB per step | roofline tok/s | TPOT ms | tok/s | % of roofline (target >= 70) "
+        "| gen | decode attention | decode experts | GB per step | roofline tok/s | TPOT ms | tok/s | % of roofline (target >= 70) "
         "| harness overhead % (target <= 2) | compile + capture s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in variants:
         pct = f"{r['roofline_pct']:.1f}" if "roofline_pct" in r else "—"
         roof = f"{r['roofline_tokens_per_s']:.1f}" if "roofline_tokens_per_s" in r else "—"
-        lines.append(f"| {r['gen_tokens']} | {r['decode_attention']} | {r['decode_bytes_per_step'] / 1e9:.3f} | {roof} | "
+        lines.append(f"| {r['gen_tokens']} | {r['decode_attention']} | {r['decode_experts']} | "
+                     f"{r['decode_bytes_per_step'] / 1e9:.3f} | {roof} | "
                      f"{1e3 * r['tpot_s_median']:.3f} | {r['decode_tokens_per_s']:.1f} | {pct} | "
                      f"{r['harness_overhead_pct']:+.2f} | {r['compile_and_capture_s']:.0f} |")
     text = "\n".join(lines) + "\n"

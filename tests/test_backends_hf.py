@@ -317,3 +317,45 @@ def test_compiled_mode_survives_more_shapes_than_dynamos_default_limit():
         compiled = HFBackend(model, "compiled")
         assert torch.equal(compiled.generate(ids, mask, 3).output_ids, eager.generate(ids, mask, 3).output_ids)
     assert torch._dynamo.config.recompile_limit >= 10
+
+
+@pytest.mark.parametrize("name", ["tiny-moe", "tiny-gpt-oss"])
+def test_gathered_experts_equal_transformers_batched_mm(name):
+    """The gathered-reduction experts forward gives batched_mm's output (plain and transposed
+    layouts, with and without biases), for a one-token step and for several tokens."""
+    from transformers.integrations.moe import batched_mm_experts_forward
+
+    from wattlens.backends.hf import decode_experts_by_gathered_reductions
+    from wattlens.models.build import build_model
+    from wattlens.models.catalog import resolve_model
+
+    model = build_model(resolve_model(name), "fp32", "cpu")
+    experts = next(m for m in model.modules() if hasattr(m, "has_gate") and hasattr(m, "down_proj"))
+    gen = torch.Generator().manual_seed(2)
+    n_experts, top_k = model.config.num_local_experts if name == "tiny-gpt-oss" else model.config.num_experts, 2
+    for tokens in (1, 3):
+        x = torch.randn(tokens, model.config.hidden_size, generator=gen)
+        ids = torch.stack([torch.randperm(n_experts, generator=gen)[:top_k] for _ in range(tokens)])
+        weights = torch.rand(tokens, top_k, generator=gen)
+        with torch.no_grad():
+            ref = batched_mm_experts_forward(experts, x, ids, weights)
+            ours = decode_experts_by_gathered_reductions(experts, x, ids, weights)
+        torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tiny-moe", "tiny-gpt-oss"])
+def test_compiled_decode_with_gathered_experts_matches_eager(name):
+    from wattlens.models.build import build_model
+    from wattlens.models.catalog import resolve_model
+
+    model = build_model(resolve_model(name), "fp32", "cpu")
+    ids = torch.randint(5, 500, (1, 12), generator=torch.Generator().manual_seed(4))
+    mask = torch.ones_like(ids)
+    eager = HFBackend(model, "eager").generate(ids, mask, 10).output_ids
+    backend = HFBackend(model, "compiled", decode_experts="gathered")
+    assert torch.equal(backend.generate(ids, mask, 10).output_ids, eager)
+    assert backend.describe()["decode_experts"] == "gathered"
+    assert model.get_experts_implementation() == {"": "grouped_mm"}  # prefill kernel put back after decoding
+    with pytest.raises(BadInput, match="decode experts"):
+        HFBackend(model, "compiled", decode_experts="fused9")

@@ -8,14 +8,16 @@
 # The first H100 session ran "8b" with the benchmark inside it, and "large" (= both big models in one
 # command, sweep-large.yaml), which hit its time limit.
 # BENCH_VARIANTS picks the compiled loop's decode attention(s) to compare (default: reductions,flex);
-# BENCH_GENS the output length(s), each its own compile (default: 256).
+# BENCH_GENS the output length(s), each its own compile (default: 256); BENCH_MODEL the model
+# (default llama-3.1-8b); BENCH_EXPERTS the MoE decode experts kernel(s) (auto, batched_mm, gathered).
 set -u
 part=$1
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 W="python3 -m wattlens"
 $W env --json > "$OUT/env.json" 2> /dev/null
 if [ "$part" = benchmark ]; then
-  python3 benchmarks/decode_roofline.py --profile --decode-attention "${BENCH_VARIANTS:-reductions,flex}" \
+  python3 benchmarks/decode_roofline.py --profile --model "${BENCH_MODEL:-llama-3.1-8b}" \
+    --decode-attention "${BENCH_VARIANTS:-reductions,flex}" --decode-experts "${BENCH_EXPERTS:-auto}" \
     --gen "${BENCH_GENS:-256}" --out "$OUT" > "$OUT/benchmark.log" 2>&1
   echo "benchmark exit $?" >> "$OUT/benchmark.log"
   tail -n 60 "$OUT/benchmark.log"

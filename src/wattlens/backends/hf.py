@@ -180,6 +180,65 @@ def _register_gqa_attention() -> None:
         AttentionMaskInterface.register(name, sdpa_mask)
 
 
+GATHERED_EXPERTS = "wattlens_gathered_experts"
+
+DECODE_EXPERTS_CHOICES = ("auto", "batched_mm", "gathered")
+"""Experts kernel of the compiled loop's one-token steps (MoE models): `auto` (transformers'
+`batched_mm` on GPUs, the model's own elsewhere), `batched_mm`, or `gathered`
+(`decode_experts_by_gathered_reductions`)."""
+
+
+def _gathered_linear(x, weight, expert_ids, is_transposed: bool):
+    """Row s of x times expert `expert_ids[s]`'s matrix, as a multiply + sum over the input dim.
+
+    Under torch.compile the expert gather becomes an indirect load inside one reduction kernel, so
+    only the routed experts' weights are read, once; transformers' `batched_mm` first copies them
+    into a new tensor and then multiplies (about three times the bytes for a batch-1 step).
+    weight: [E, in, out] when `is_transposed`, else [E, out, in]; x: [S, in]; returns [S, out] (fp32).
+    """
+    w = weight[expert_ids].float()
+    if is_transposed:
+        return (x[:, :, None] * w).sum(1)
+    return (w * x[:, None, :]).sum(-1)
+
+
+def decode_experts_by_gathered_reductions(self, hidden_states, top_k_index, top_k_weights):
+    """An experts forward for transformers' ExpertsInterface with `batched_mm`'s semantics
+    (gate/up, activation, down, optional biases and post-expert norm, routing weights summed over
+    the top-k slots), computed with `_gathered_linear`. Meant for small decode steps: every row
+    reads its experts' weights itself, so large batches should keep a grouped kernel."""
+    top_k = top_k_index.size(-1)
+    dtype = hidden_states.dtype
+    x = hidden_states.repeat_interleave(top_k, dim=0).float()  # [S, H], S = tokens x top_k
+    ids = top_k_index.reshape(-1)
+    has_bias = getattr(self, "has_bias", False)
+    if self.has_gate:
+        up_w, up_b = self.gate_up_proj, (self.gate_up_proj_bias if has_bias else None)
+    else:
+        up_w, up_b = self.up_proj, (self.up_proj_bias if has_bias else None)
+    h = _gathered_linear(x, up_w, ids, self.is_transposed)
+    if up_b is not None:
+        h = h + up_b[ids].float()
+    h = h.to(dtype)
+    h = self._apply_gate(h) if self.has_gate else self.act_fn(h)
+    out = _gathered_linear(h.float(), self.down_proj, ids, self.is_transposed)
+    if has_bias:
+        out = out + self.down_proj_bias[ids].float()
+    out = out.to(dtype)
+    if getattr(self, "has_post_expert_norm", False):
+        out = self.post_expert_norm(out)
+    weighted = out.float() * top_k_weights.reshape(-1, 1).float()
+    return weighted.view(-1, top_k, out.shape[-1]).sum(1).to(dtype)
+
+
+def _register_gathered_experts() -> None:
+    try:
+        from transformers.integrations.moe import ExpertsInterface
+    except ImportError as exc:
+        raise BadInput(f"decode_experts='gathered' needs transformers' ExpertsInterface: {exc}") from None
+    ExpertsInterface.register(GATHERED_EXPERTS, decode_experts_by_gathered_reductions)
+
+
 class _TimingStreamer:
     """A transformers streamer that stamps every new token after a device sync.
 
@@ -254,13 +313,18 @@ class HFBackend:
         compile_prefill: bool = True,
         use_cuda_graph: bool | None = None,
         decode_attention: str = "auto",
+        decode_experts: str = "auto",
     ):
         if mode not in MODES:
             raise BadInput(f"unsupported mode {mode!r}; choose one of {', '.join(MODES)}")
         if decode_attention not in DECODE_ATTENTION_CHOICES:
             raise BadInput(f"unsupported decode attention {decode_attention!r}; "
                            f"choose one of {', '.join(DECODE_ATTENTION_CHOICES)}")
+        if decode_experts not in DECODE_EXPERTS_CHOICES:
+            raise BadInput(f"unsupported decode experts {decode_experts!r}; "
+                           f"choose one of {', '.join(DECODE_EXPERTS_CHOICES)}")
         self.decode_attention = decode_attention
+        self.decode_experts = decode_experts
         torch = _torch()
         self.model = model
         self.mode = mode
@@ -309,6 +373,8 @@ class HFBackend:
             d["loop"] = "transformers generate"
         if _has_experts(self.model):
             d["experts_implementation"] = self.model.get_experts_implementation()
+            if self.mode == "compiled":
+                d["decode_experts"] = self.decode_experts
         return d
 
     def prepare(self, batch_size: int, ctx_tokens: int, gen_tokens: int) -> None:
@@ -399,6 +465,8 @@ class _LeanDecoder:
             self._attention = _DECODE_ATTENTION_NAMES[backend.decode_attention]
         self._has_experts = _has_experts(self.model)
         self._prefill_experts = self.model.get_experts_implementation() if self._has_experts else {}
+        if self._has_experts and backend.decode_experts == "gathered":
+            _register_gathered_experts()
         # On GPUs, coordinate-descent tuning makes inductor lower one-row matmuls (every projection
         # of a batch-1 decode step) to tuned Triton reductions fused with their neighbours, which
         # stream the weights at close to full bandwidth; cuBLAS GEMV plus separate kernels do not.
@@ -421,14 +489,24 @@ class _LeanDecoder:
             self.out_tokens = torch.zeros(self.batch_size, gen_tokens, dtype=torch.long, device=self.backend.device)
             self._graph = None  # the graph captured the old buffer's address
 
+    def _decode_experts_kernel(self) -> str | None:
+        """The experts kernel for one-token decode steps (None: keep the model's own)."""
+        choice = self.backend.decode_experts
+        if choice == "auto":
+            return "batched_mm" if self.backend.is_cuda else None
+        if choice == "gathered":
+            return GATHERED_EXPERTS
+        return choice
+
     def _use_decode_experts(self, decoding: bool) -> None:
-        """MoE: the model's own experts kernel for prefill; gathered (`batched_mm`) experts for
-        one-token decode steps, which read only the routed experts' weights."""
-        if not (self._has_experts and self.backend.is_cuda):
+        """MoE: the model's own experts kernel for prefill; for one-token decode steps a kernel that
+        reads only the routed experts' weights (`batched_mm`, or `gathered`)."""
+        kernel = self._decode_experts_kernel() if self._has_experts else None
+        if kernel is None:
             return
         try:
             self.model.set_experts_implementation(
-                {k: "batched_mm" for k in self._prefill_experts} if decoding else self._prefill_experts
+                {k: kernel for k in self._prefill_experts} if decoding else self._prefill_experts
             )
         except ValueError:  # this architecture's experts cannot be switched: keep its default
             self._has_experts = False
@@ -575,6 +653,7 @@ class _LeanDecoder:
                 if on_token is not None:
                     on_token(i, t)
             end = times[-1]
+            self._use_decode_experts(False)  # the shared model keeps its own experts kernel for other modes
         return GenerationOutput(
             output_ids=self.out_tokens[:, :gen_tokens].clone(),
             start_ns=start,
@@ -597,4 +676,5 @@ class _LeanDecoder:
                 self.step()
             self.backend.sync()
             end = clock_ns()
+            self._use_decode_experts(False)
         return (first - start) / 1e9, (end - first) / 1e9
