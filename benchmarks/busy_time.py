@@ -99,6 +99,7 @@ def main() -> int:
     source, _ = check_spec(probe)
     model = ModelHolder().get(probe, source, "cuda:0")
     rows = []
+    environment = capture_environment([])
     for mode in a.modes.split(","):
         row = measure_mode(model, spec_kwargs, mode.strip(), a.steps, a.repeats)
         rows.append(row)
@@ -109,7 +110,7 @@ def main() -> int:
         torch.cuda.empty_cache()
         result = {"model": a.model, "weights": "random", "dtype": "bf16", "batch": 1, "ctx_tokens": a.ctx,
                   "decode_steps": a.steps, "repeats": a.repeats, "modes": rows,
-                  "gpu": torch.cuda.get_device_name(0), "environment": capture_environment([])}
+                  "gpu": torch.cuda.get_device_name(0), "environment": environment}
         with open(a.out, "w") as f:  # rewritten after every mode: a time limit keeps the modes done
             json.dump(result, f, indent=1, default=str)
     return 0

@@ -136,11 +136,12 @@ def main() -> int:
     build_s = time.perf_counter() - t0
     prompt = synthetic_batch(1, args.ctx, facts.vocab_size, device="cuda")
     gens = [int(g) for g in str(args.gen).split(",")]
+    # the average decode step reads the KV cache at ctx + gen/2 tokens
+    bytes_by_gen = {g: facts.decode_bytes_per_step(args.ctx + g // 2, 1, dtype_bytes("bf16")) for g in gens}
 
     variants = []
     for gen_tokens in gens:
-        # the average step reads the KV cache at ctx + gen/2 tokens
-        bytes_per_step = facts.decode_bytes_per_step(args.ctx + gen_tokens // 2, 1, dtype_bytes("bf16"))
+        bytes_per_step = bytes_by_gen[gen_tokens]
         bound = spec.memory_bandwidth_bytes_per_s / bytes_per_step if spec else None
         combos = [(a.strip(), e.strip()) for a in args.decode_attention.split(",")
                   for e in args.decode_experts.split(",")]
@@ -174,7 +175,7 @@ def main() -> int:
         "gen_tokens": gens,
         "build_s": build_s,
         # of the first output length (what `wattlens dvfs whatif` reads); each variant has its own
-        "decode_bytes_per_step": facts.decode_bytes_per_step(args.ctx + gens[0] // 2, 1, dtype_bytes("bf16")),
+        "decode_bytes_per_step": bytes_by_gen[gens[0]],
         "variants": variants,
         "environment": capture_environment(meter.gpus),
     }

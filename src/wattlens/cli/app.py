@@ -40,7 +40,6 @@ def _command_line() -> str:
 
 def _spec_from_options(model, ctx, gen, batch, dtype, mode, temperature, top_p, top_k, sets, repeats, warmups,
                        prompt, device, seed, prompt_lengths: str | None = None):
-    from wattlens.core.errors import BadInput
     from wattlens.core.spec import SamplingSpec, TrialSpec, parse_override
 
     overrides = tuple(sorted(parse_override(s) for s in sets))

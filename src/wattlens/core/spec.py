@@ -104,10 +104,7 @@ class TrialSpec:
             self._validate_prompt_lengths()
 
     def _validate_prompt_lengths(self) -> None:
-        lengths = self.prompt_lengths
-        for n in lengths:
-            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise BadInput(f"prompt_lengths must be whole numbers >= 1, got {n!r} in {list(lengths)}")
+        lengths = check_prompt_lengths(self.prompt_lengths)
         if self.batch_size != len(lengths):
             raise BadInput(f"batch {self.batch_size} does not match the {len(lengths)} prompt_lengths "
                            f"{list(lengths)}")
@@ -141,12 +138,7 @@ class TrialSpec:
     @classmethod
     def ragged_batch(cls, model: str, prompt_lengths: Any, **fields: Any) -> TrialSpec:
         """A mixed-size batch spec: batch and ctx follow from the lengths (batch = count, ctx = longest)."""
-        lengths = tuple(prompt_lengths)
-        if not lengths:
-            raise BadInput("prompt_lengths is empty: a ragged batch needs at least one prompt")
-        for n in lengths:
-            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise BadInput(f"prompt_lengths must be whole numbers >= 1, got {n!r} in {list(lengths)}")
+        lengths = check_prompt_lengths(prompt_lengths)
         return cls(model=model, prompt_lengths=lengths, batch_size=len(lengths), ctx_tokens=max(lengths),
                    **fields)
 
@@ -156,6 +148,18 @@ class TrialSpec:
     def model_key(self) -> tuple:
         """Trials with equal keys share one built model (a sweep orders by this)."""
         return (self.model, self.overrides, self.dtype, self.device)
+
+
+def check_prompt_lengths(prompt_lengths: Any, where: str = "") -> tuple[int, ...]:
+    """The prompt lengths of one ragged batch as a tuple: non-empty, whole numbers >= 1 (BadInput otherwise).
+    `where` (e.g. ' in sweep.yaml') goes into the message."""
+    lengths = tuple(prompt_lengths)
+    if not lengths:
+        raise BadInput(f"prompt_lengths{where} is empty: a ragged batch needs at least one prompt")
+    for n in lengths:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise BadInput(f"prompt_lengths{where} must be whole numbers >= 1, got {n!r} in {list(lengths)}")
+    return lengths
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from wattlens.core.errors import BadInput
-from wattlens.core.spec import SamplingSpec, TrialSpec
+from wattlens.core.spec import SamplingSpec, TrialSpec, check_prompt_lengths
 
 # YAML key -> TrialSpec field. Grid keys take a scalar or a list.
 GRID_KEYS = {
@@ -73,10 +73,7 @@ def _prompt_lengths(value: Any, source: str) -> tuple[int, ...]:
     if not isinstance(value, list) or not value:
         raise BadInput(f"prompt_lengths in {source} must be a list of batches, each a list of prompt lengths "
                        f"(e.g. [[32, 500, 1000]]), got entry {value!r}")
-    for n in value:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise BadInput(f"prompt_lengths in {source} must be whole numbers >= 1, got {n!r} in {value}")
-    return tuple(value)
+    return check_prompt_lengths(value, f" in {source}")
 
 
 def _apply_prompt_lengths(kwargs: dict[str, Any], source: str) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from wattlens.core.errors import BadInput
+from wattlens.core.spec import check_prompt_lengths
 from wattlens.workloads.filler import FILLER_TEXT
 
 if TYPE_CHECKING:
@@ -128,9 +129,7 @@ def ragged_synthetic_batch(
     """
     if isinstance(prompt_lengths, (str, bytes)) or not isinstance(prompt_lengths, Sequence):
         raise BadInput(f"prompt_lengths must be a list of token counts, got {type(prompt_lengths).__name__}")
-    if len(prompt_lengths) == 0:
-        raise BadInput("prompt_lengths is empty: a batch needs at least one prompt")
-    lengths = tuple(_check_positive_int(f"prompt_lengths[{i}]", n, 1) for i, n in enumerate(prompt_lengths))
+    lengths = check_prompt_lengths(prompt_lengths)
     if pad_token_id is not None:
         _check_positive_int("pad_token_id", pad_token_id, 0)
     pad_id = 0 if pad_token_id is None else pad_token_id
