@@ -359,3 +359,64 @@ def test_compiled_decode_with_gathered_experts_matches_eager(name):
     assert model.get_experts_implementation() == {"": "grouped_mm"}  # prefill kernel put back after decoding
     with pytest.raises(BadInput, match="decode experts"):
         HFBackend(model, "compiled", decode_experts="fused9")
+
+
+# -- graphed mode and regional compilation -------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["tiny-gqa", "tiny-llama", "tiny-moe", "tiny-gpt-oss", "opt-1.3b"])
+def test_graphed_mode_matches_eager(name):
+    """The lean loop with the model's own kernels (no compile) gives eager's greedy tokens, for dense,
+    GQA, MoE and sliding-window models: its explicit masks hide the static cache's empty slots."""
+    from wattlens.models.build import build_model
+    from wattlens.models.catalog import resolve_model
+
+    overrides = (("num_hidden_layers", 2), ("hidden_size", 64), ("ffn_dim", 128), ("num_attention_heads", 4),
+                 ("word_embed_proj_dim", 64)) if name == "opt-1.3b" else ()
+    model = build_model(resolve_model(name, overrides), "fp32", "cpu")
+    rows = 1 if name == "tiny-gpt-oss" else 2  # one row: no padding question for the sliding window
+    ids = torch.randint(5, 500, (rows, 14), generator=torch.Generator().manual_seed(6))
+    mask = torch.ones_like(ids)
+    eager = HFBackend(model, "eager").generate(ids, mask, 12).output_ids
+    backend = HFBackend(model, "graphed")
+    assert torch.equal(backend.generate(ids, mask, 12).output_ids, eager)
+    assert torch.equal(backend.generate(ids, mask, 12).output_ids, eager)  # a second call reuses the cache
+    desc = backend.describe()
+    assert desc["mode"] == "graphed" and desc["transformers_cache"] == "static"
+    assert desc["decode_step"] == "model's own kernels, uncompiled"  # no CUDA graph on the CPU
+    assert desc["prefill"] == "eager forward"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tiny-gqa", "tiny-gpt-oss"])
+def test_compiled_layers_scope_matches_eager_and_leaves_the_model_plain(name):
+    from wattlens.backends.hf import _decoder_layers
+    from wattlens.models.build import build_model
+    from wattlens.models.catalog import resolve_model
+
+    model = build_model(resolve_model(name), "fp32", "cpu")
+    ids = torch.randint(5, 500, (1, 14), generator=torch.Generator().manual_seed(7))
+    mask = torch.ones_like(ids)
+    eager = HFBackend(model, "eager").generate(ids, mask, 10).output_ids
+    backend = HFBackend(model, "compiled", compile_scope="layers")
+    for _ in range(2):  # the second call compiles the prefill too
+        assert torch.equal(backend.generate(ids, mask, 10).output_ids, eager)
+    assert "each decoder layer" in backend.describe()["decode_step"]
+    layers = _decoder_layers(model)
+    assert len(layers) == model.config.num_hidden_layers
+    assert all(layer._compiled_call_impl is None for layer in layers)  # other modes see the plain model
+    assert torch.equal(HFBackend(model, "eager").generate(ids, mask, 10).output_ids, eager)
+
+
+def test_compile_scope_from_argument_or_environment(monkeypatch):
+    from wattlens.backends.hf import COMPILE_SCOPE_ENV
+
+    model = _model("tiny-gqa")
+    assert HFBackend(model, "compiled").compile_scope == "model"
+    monkeypatch.setenv(COMPILE_SCOPE_ENV, "layers")
+    assert HFBackend(model, "compiled").compile_scope == "layers"
+    assert HFBackend(model, "compiled", compile_scope="model").compile_scope == "model"
+    with pytest.raises(BadInput, match="compile scope 'regional'"):
+        HFBackend(model, "compiled", compile_scope="regional")
+    monkeypatch.setenv(COMPILE_SCOPE_ENV, "everything")
+    with pytest.raises(BadInput, match=COMPILE_SCOPE_ENV):
+        HFBackend(model, "compiled")

@@ -260,7 +260,7 @@ def test_analyse_writes_mixed_size_validation(tmp_path, monkeypatch):
 
 def test_bench_prompt_lengths_runs_a_ragged_trial_and_rejects_bad_lists(tmp_path, monkeypatch, capsys):
     """`wattlens bench --prompt-lengths 5,9,13`: batch 3, ctx 13, every row gets its output tokens;
-    a malformed list or compiled mode exits 2 with one line and stores nothing."""
+    a malformed list or a lean-loop mode (compiled, graphed) exits 2 with one line and stores nothing."""
     from typer.testing import CliRunner
 
     from wattlens.cli.app import app
@@ -277,7 +277,8 @@ def test_bench_prompt_lengths_runs_a_ragged_trial_and_rejects_bad_lists(tmp_path
 
     from wattlens.cli.app import main
 
-    for bad in (["--prompt-lengths", "5,x"], ["--prompt-lengths", "5,9", "--mode", "compiled"]):
+    for bad in (["--prompt-lengths", "5,x"], ["--prompt-lengths", "5,9", "--mode", "compiled"],
+                ["--prompt-lengths", "5,9", "--mode", "graphed"]):
         other = tmp_path / "bad.sqlite"
         monkeypatch.setattr(sys, "argv", ["wattlens", "bench", "--model", "tiny-llama", "--device", "cpu",
                                           "--db", str(other), *bad])

@@ -16,7 +16,7 @@ set -u
 part=$1
 here=results/h100/gpt-oss-20b-study
 export PYTHONPATH=src PYTHONUNBUFFERED=1
-W="python3 -m wattlens"
+W="${PY:-python3} -m wattlens"
 if [ "$part" = report ]; then
   db=$(mktemp -d)/study.sqlite
   $W import $here/store-*.json --db "$db"

@@ -11,16 +11,26 @@ config field at a time. Each trial generates GEN_MAX tokens once; with counter r
 tokens (`--token-energy-reads`, meter/token_reads.py) one repetition gives the energy of every
 shorter output, so the output-length axis costs no extra runs.
 
-Time estimate per repetition (H100 SXM, static mode, bf16), from the physics features:
-  prefill: prefill roofline / 0.5;  decode: max(decode roofline / 0.6, layer_steps x 0.32 ms)
-0.32 ms per layer-step is the launch-bound floor measured for Llama-3.1-8B static mode
-(TPOT 10.3 ms over 32 layers, results/h100/core). Per trial: (repeats + warmups) x repetition
-+ 5 s cooldown + 3 s + transformers' compile of the static decode step for the trial's shape,
-1.4 s per layer (measured on the H100: a static Llama-3.1-8B trial spent ~52 s outside its
-repetitions, results/h100/core/store-8b.json; GPT-OSS-20B and Qwen3-32B compiled steps scale
-with layer count too); per sweep: 30 s process/CUDA start + idle calibration, 15 s + 1 s/GB model
-build per variant. Parts are packed to <= 420 s estimated (x1.25 margin under 9 min). H200 uses
-the same specs (the estimate is an upper bound there: more bandwidth).
+Serving mode: `graphed` (static cache, the model's own kernels captured in a CUDA graph): decode
+is GPU-bound, so the energy is the GPU's and not the host's, and a new (ctx, batch) shape costs a
+capture of 2-9 s instead of transformers' ~1.4 s-per-layer static compile (results/h100/lean-modes/).
+Models whose sliding window is longer than the shortest context (gemma-2) cannot run the lean loop
+there and use `static`. Mixed (ragged) batches need padding: `static`.
+
+Time estimate per repetition (H100 SXM, bf16), from the physics features:
+  prefill: prefill roofline / 0.5
+  decode, graphed: max(decode roofline / 0.45, layer_steps x floor) -- measured on the H100:
+    Llama-3.1-8B 48-53% of the roofline at batch 1-64; a 12-layer Qwen3-30B-A3B at batch 1
+    0.30 ms per layer-step (the MoE floor); dense floor 0.05 ms per layer-step (assumed: ~15
+    kernels per layer replayed from a graph at a few us each; not measured)
+  decode, static: max(decode roofline / 0.6, layer_steps x 0.32 ms) (Llama-3.1-8B static mode,
+    TPOT 10.3 ms over 32 layers, results/h100/core)
+Per trial: (repeats + warmups) x repetition + 5 s cooldown + 3 s, plus the shape's setup: graphed
+6 s (capture), static 1.4 s per layer (transformers' compile; a static Llama-3.1-8B trial spent ~52 s
+outside its repetitions, results/h100/core/store-8b.json). Per sweep process: 30 s (CUDA start,
+idle calibration); per variant 15 s + 1 s/GB model build. All variants of one base model share a
+sweep (its `set` axis) while they fit a part. Parts are packed to <= 420 s estimated (x1.25 margin
+under 9 min). H200 uses the same specs (the estimate is an upper bound there: more bandwidth).
 """
 
 from __future__ import annotations
@@ -40,8 +50,11 @@ CTX = [128, 1000]
 BATCH = [8, 64]  # the targets are at batch >= 8; batch 1 for the catalog models in the extended tier
 REPEATS, WARMUPS = 2, 1
 PART_BUDGET_S = 420.0
-LAUNCH_S_PER_LAYER_STEP = 0.32e-3
+SWEEP_START_S = 30.0
+LAUNCH_S_PER_LAYER_STEP = {"static": 0.32e-3, "graphed": 0.05e-3, "graphed-moe": 0.30e-3}
+DECODE_ROOFLINE_FRACTION = {"static": 0.6, "graphed": 0.45}
 STATIC_COMPILE_S_PER_LAYER = 1.4
+GRAPH_CAPTURE_S = 6.0
 
 # (base model, variants: one field edited per entry, {} = the model itself, batch list override)
 CORE = [
@@ -77,33 +90,63 @@ MIXED_BATCHES_PER_MODEL = 4
 MIXED_MIN_TOKENS, MIXED_MAX_TOKENS, MIXED_SEED = 32, 1000, 0
 
 
-def estimate_trial_s(cfg: dict, ctx: int, gen: int, batch: int) -> float:
+def campaign_mode(cfg: dict) -> str:
+    """`graphed`, unless a sliding window longer than the shortest context rules the lean loop out."""
+    window = cfg.get("sliding_window") if cfg.get("use_sliding_window", True) else None
+    return "static" if window and window > min(CTX) else "graphed"
+
+
+def estimate_trial_s(cfg: dict, ctx: int, gen: int, batch: int, mode: str = "static") -> float:
     f = request_features(cfg, Request(ctx, gen, batch), gpu_spec_by_name("H100"))
-    rep = f["prefill_roofline_s"] / 0.5 + max(f["decode_roofline_s"] / 0.6, f["layer_steps"] * LAUNCH_S_PER_LAYER_STEP)
-    compile_s = STATIC_COMPILE_S_PER_LAYER * cfg.get("num_hidden_layers", 32)
-    return (REPEATS + WARMUPS) * rep + 5.0 + 3.0 + compile_s
+    floor = LAUNCH_S_PER_LAYER_STEP["graphed-moe" if mode == "graphed" and f["is_moe"] else mode]
+    decode_s = max(f["decode_roofline_s"] / DECODE_ROOFLINE_FRACTION[mode], f["layer_steps"] * floor)
+    rep = f["prefill_roofline_s"] / 0.5 + decode_s
+    setup_s = GRAPH_CAPTURE_S if mode == "graphed" else STATIC_COMPILE_S_PER_LAYER * cfg.get("num_hidden_layers", 32)
+    return (REPEATS + WARMUPS) * rep + 5.0 + 3.0 + setup_s
+
+
+def _tag(ov: dict) -> str:
+    return "-".join(f"{k.replace('num_', '').replace('_', '')}{v}" for k, v in ov.items()) or "base"
 
 
 def sweeps(plan, gens: list[int]):
-    """(name, yaml dict, estimated seconds) per (model, variant), split by point when too long."""
+    """(name, yaml dict, estimated seconds): one sweep per base model holding as many of its variants
+    (`set` axis) as fit one part; a variant too long for a part alone is split by (ctx, batch) point."""
     out = []
     for model, variants, batches in plan:
+        b_list = batches or BATCH
+        chunk: list[tuple[dict, float]] = []
+        chunk_mode = None
+
+        def flush() -> None:
+            if chunk:
+                doc = {"models": [model], "ctx": CTX, "gen": gens, "batch": b_list, "dtype": "bf16",
+                       "mode": chunk_mode, "repeats": REPEATS, "warmups": WARMUPS}
+                if any(ov for ov, _ in chunk):
+                    doc["set"] = [ov for ov, _ in chunk]
+                out.append((f"{model}-{'+'.join(_tag(ov) for ov, _ in chunk)}", doc, sum(e for _, e in chunk)))
+                chunk.clear()
+
         for ov in variants:
             cfg = resolve_model(model, tuple(sorted(ov.items()))).config
-            facts = model_facts(cfg)
-            b_list = batches or BATCH
-            build_s = 15.0 + facts.weights_bytes(2) / 1e9
-            tag = "-".join(f"{k.replace('num_', '').replace('_', '')}{v}" for k, v in ov.items()) or "base"
-            whole = build_s + sum(estimate_trial_s(cfg, c, g, b) for c in CTX for g in gens for b in b_list)
-            groups = [(CTX, b_list)] if whole + 30 <= PART_BUDGET_S else [([c], [b]) for c in CTX for b in b_list]
-            for ctxs, bs in groups:
-                est = build_s + sum(estimate_trial_s(cfg, c, g, b) for c in ctxs for g in gens for b in bs)
-                doc = {"models": [model], "ctx": ctxs, "gen": gens, "batch": bs, "dtype": "bf16", "mode": "static",
-                       "repeats": REPEATS, "warmups": WARMUPS}
-                if ov:
-                    doc["set"] = [ov]
-                suffix = "" if len(groups) == 1 else f"-c{ctxs[0]}-b{bs[0]}"
-                out.append((f"{model}-{tag}{suffix}", doc, est))
+            mode = campaign_mode(cfg)
+            build_s = 15.0 + model_facts(cfg).weights_bytes(2) / 1e9
+            whole = build_s + sum(estimate_trial_s(cfg, c, g, b, mode) for c in CTX for g in gens for b in b_list)
+            if whole + SWEEP_START_S > PART_BUDGET_S:  # alone too long: one sweep per (ctx, batch) point
+                for c in CTX:
+                    for b in b_list:
+                        doc = {"models": [model], "ctx": [c], "gen": gens, "batch": [b], "dtype": "bf16",
+                               "mode": mode, "repeats": REPEATS, "warmups": WARMUPS}
+                        if ov:
+                            doc["set"] = [ov]
+                        est = build_s + sum(estimate_trial_s(cfg, c, g, b, mode) for g in gens)
+                        out.append((f"{model}-{_tag(ov)}-c{c}-b{b}", doc, est))
+                continue
+            if chunk and (mode != chunk_mode or sum(e for _, e in chunk) + whole + SWEEP_START_S > PART_BUDGET_S):
+                flush()
+            chunk_mode = mode
+            chunk.append((ov, whole))
+        flush()
     return out
 
 
@@ -119,7 +162,7 @@ def mixed_sweeps():
     for model in MIXED_MODELS:
         cfg = resolve_model(model).config
         build_s = 15.0 + model_facts(cfg).weights_bytes(2) / 1e9
-        per_batch = [estimate_trial_s(cfg, max(b), MIXED_GEN, len(b)) for b in batches]
+        per_batch = [estimate_trial_s(cfg, max(b), MIXED_GEN, len(b), "static") for b in batches]
         whole = build_s + sum(per_batch)
         every = list(range(len(batches)))
         groups = [every] if whole + 30 <= PART_BUDGET_S else [[i] for i in every]
@@ -131,7 +174,7 @@ def mixed_sweeps():
     return out
 
 
-def pack(items, budget=PART_BUDGET_S, start_s=30.0):
+def pack(items, budget=PART_BUDGET_S, start_s=SWEEP_START_S):
     parts, cur, cur_s = [], [], start_s
     for it in sorted(items, key=lambda x: -x[2]):
         need = it[2] + start_s

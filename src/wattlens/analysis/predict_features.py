@@ -60,7 +60,7 @@ class Request:
     output_tokens: int
     batch_size: int = 1
     dtype: str = "bf16"
-    mode: str = "static"  # eager | static | compiled (static and compiled count as "hybrid")
+    mode: str = "static"  # eager | static | compiled | graphed (all but eager count as "hybrid")
     gpu_count: int = 1
 
     def __post_init__(self):

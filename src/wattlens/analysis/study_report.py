@@ -688,8 +688,12 @@ def render_study_markdown(study: Any, trials: Sequence[TrialResult], runs: Seque
     n_expected = len(study.all_specs())
     done = sum(1 for s in study.all_specs() if s.trial_id in ok_ids) if not mapped else None
     if done is not None:
-        out += [f"Coverage: {done} of {n_expected} trials of the study definition are stored as ok"
-                + (" (partial: the rest are pending or failed)." if done < n_expected else "."), ""]
+        failed_ids = {t.trial_id for t in mine if t.status != "ok"}
+        failed = sum(1 for s in study.all_specs() if s.trial_id in failed_ids and s.trial_id not in ok_ids)
+        pending = n_expected - done - failed
+        out += [f"Coverage: {done} of {n_expected} trials of the study definition are stored as ok, {failed} failed "
+                f"(listed under 'Failed and skipped trials'), {pending} not run"
+                + (" (partial)." if pending else "."), ""]
     out += ["## Measurement differences from the published study", "", DIFFERENCES.format(gpu=gpu), ""]
     out += ["## Answers", "", *_answers(c)]
     if plots:

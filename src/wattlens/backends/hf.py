@@ -5,7 +5,12 @@
 - `compiled`: our lean loop over the model's own forward: a static cache, a compiled decode step
   (forward + sampling + bookkeeping, all on the device) captured once in a CUDA graph, so each
   decode step is one graph replay with no per-step host work or allocation. This is the mode that
-  approximates what an optimised serving engine achieves for one request stream.
+  approximates what an optimised serving engine achieves for one request stream. Its compile
+  scope is `model` (the whole step traced at once: the fastest kernels, minutes of compilation for
+  a 64-layer model) or `layers` ("regional": each decoder layer compiled, identical layers reusing
+  one compiled graph, so compile time no longer grows with depth).
+- `graphed`: the same lean loop with the model's own uncompiled kernels, captured in a CUDA graph:
+  decode is GPU-bound like `compiled` but a new shape costs a capture (seconds), not a compile.
 
 Every mode stamps each output token with `perf_counter_ns` after a device sync, so TTFT and every
 inter-token gap come from the same run. torch and transformers are imported lazily.
@@ -13,13 +18,15 @@ inter-token gap come from the same run. torch and transformers are imported lazi
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 from contextlib import contextmanager
 from typing import Any
 
 from wattlens.backends.base import GenerationOutput, TokenHook, clock_ns
 from wattlens.core.errors import BadInput
-from wattlens.core.spec import MODES, SamplingSpec
+from wattlens.core.spec import LEAN_LOOP_MODES, MODES, SamplingSpec
 
 
 def _torch():
@@ -268,6 +275,19 @@ class _TimingStreamer:
 _EXPERT_COUNT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts")
 
 
+def _decoder_layers(model) -> list:
+    """The model's decoder blocks: the longest ModuleList named `layers` or `h` of one block type."""
+    torch = _torch()
+    best: list = []
+    for name, module in model.named_modules():
+        if (isinstance(module, torch.nn.ModuleList) and name.rsplit(".", 1)[-1] in ("layers", "h")
+                and len({type(m) for m in module}) == 1 and len(module) > len(best)):
+            best = list(module)
+    if not best:
+        raise BadInput(f"compile scope 'layers': no decoder layers found in {type(model).__name__}")
+    return best
+
+
 def _has_experts(model) -> bool:
     """True for MoE models whose experts kernel transformers lets us switch (prefill vs decode)."""
     cfg = model.config
@@ -280,6 +300,12 @@ def _has_experts(model) -> bool:
         return True
     except (ValueError, AttributeError):
         return False
+
+
+COMPILE_SCOPES = ("model", "layers")
+"""What `compiled` mode hands to torch.compile: the whole decode step (and prefill), or each
+decoder layer (regional compilation; the rest of the step runs eagerly inside the CUDA graph)."""
+COMPILE_SCOPE_ENV = "WATTLENS_COMPILE_SCOPE"
 
 
 RECOMPILE_LIMIT = 1024
@@ -314,6 +340,7 @@ class HFBackend:
         use_cuda_graph: bool | None = None,
         decode_attention: str = "auto",
         decode_experts: str = "auto",
+        compile_scope: str | None = None,
     ):
         if mode not in MODES:
             raise BadInput(f"unsupported mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -323,8 +350,13 @@ class HFBackend:
         if decode_experts not in DECODE_EXPERTS_CHOICES:
             raise BadInput(f"unsupported decode experts {decode_experts!r}; "
                            f"choose one of {', '.join(DECODE_EXPERTS_CHOICES)}")
+        compile_scope = compile_scope or os.environ.get(COMPILE_SCOPE_ENV) or "model"
+        if compile_scope not in COMPILE_SCOPES:
+            raise BadInput(f"unsupported compile scope {compile_scope!r} (argument or ${COMPILE_SCOPE_ENV}); "
+                           f"choose one of {', '.join(COMPILE_SCOPES)}")
         self.decode_attention = decode_attention
         self.decode_experts = decode_experts
+        self.compile_scope = compile_scope
         torch = _torch()
         self.model = model
         self.mode = mode
@@ -352,17 +384,20 @@ class HFBackend:
             "backend": "hf-transformers",
             "mode": self.mode,
             "attn_implementation": getattr(self.model.config, "_attn_implementation", None),
-            "transformers_cache": {"eager": "dynamic", "static": "static", "compiled": "static"}[self.mode],
+            "transformers_cache": "dynamic" if self.mode == "eager" else "static",
         }
-        if self.mode == "compiled":
+        if self.mode in LEAN_LOOP_MODES:
+            if self.mode == "graphed":
+                step, prefill = "model's own kernels, uncompiled", "eager forward"
+            else:
+                per_layer = " of each decoder layer" if self.compile_scope == "layers" else ""
+                tuning = ", coordinate_descent_tuning" if self.is_cuda else ""
+                step = f"torch.compile(fullgraph{tuning}){per_layer}"
+                prefill = f"torch.compile{per_layer}" if self.compile_prefill else "eager forward"
             d.update(
                 loop="wattlens lean decode loop",
-                decode_step=(
-                    "torch.compile(fullgraph, coordinate_descent_tuning) + CUDA graph"
-                    if self.use_cuda_graph
-                    else "torch.compile(fullgraph)"
-                ),
-                prefill="torch.compile" if self.compile_prefill else "eager forward",
+                decode_step=step + (" + CUDA graph" if self.use_cuda_graph else ""),
+                prefill=prefill,
                 decode_attention=(
                     f"{self._lean._attention} ({self.decode_attention}; each KV head read once per step)"
                     if self._lean is not None and self._lean._attention
@@ -373,12 +408,12 @@ class HFBackend:
             d["loop"] = "transformers generate"
         if _has_experts(self.model):
             d["experts_implementation"] = self.model.get_experts_implementation()
-            if self.mode == "compiled":
+            if self.mode in LEAN_LOOP_MODES:
                 d["decode_experts"] = self.decode_experts
         return d
 
     def prepare(self, batch_size: int, ctx_tokens: int, gen_tokens: int) -> None:
-        if self.mode == "compiled":
+        if self.mode in LEAN_LOOP_MODES:
             needed = ctx_tokens + gen_tokens
             lean = self._lean
             if lean is None or lean.batch_size != batch_size or lean.max_cache_tokens < needed:
@@ -392,7 +427,7 @@ class HFBackend:
     def generate(self, input_ids, attention_mask, gen_tokens: int, on_token: TokenHook | None = None) -> GenerationOutput:
         if gen_tokens < 1:
             raise BadInput(f"gen must be >= 1 token, got {gen_tokens}")
-        if self.mode == "compiled":
+        if self.mode in LEAN_LOOP_MODES:
             if self._lean is None:
                 self.prepare(input_ids.shape[0], input_ids.shape[1], gen_tokens)
             return self._lean.generate(input_ids, gen_tokens, on_token)
@@ -439,10 +474,13 @@ class HFBackend:
 
 
 class _LeanDecoder:
-    """Static cache + compiled decode step replayed from a CUDA graph.
+    """Static cache + a decode step (compiled, or the model's own kernels) replayed from a CUDA graph.
 
     All per-step state (current token, position, output buffer, step counter) lives in device
     tensors that the captured step updates in place, so a decode step costs one graph replay.
+    Unless the whole step is compiled, the step passes explicit masks built from the position
+    tensor: transformers' own mask code reads tensor values on the host outside tracing, which a
+    CUDA graph cannot capture, and it may drop the mask that hides a static cache's empty slots.
     """
 
     def __init__(self, backend: HFBackend, batch_size: int, max_cache_tokens: int, gen_tokens: int):
@@ -459,10 +497,18 @@ class _LeanDecoder:
         self.positions = torch.zeros(batch_size, 1, dtype=torch.long, device=dev)
         self.step_index = torch.zeros(1, dtype=torch.long, device=dev)
         self.out_tokens = torch.zeros(batch_size, max(gen_tokens, 1), dtype=torch.long, device=dev)
+        compiling = backend.mode == "compiled"
+        self._whole_step_compiled = compiling and backend.compile_scope == "model"
+        self._explicit_masks = not self._whole_step_compiled
         self._attention = None
         if getattr(self.model.config, "_attn_implementation", None) == "sdpa" and backend.decode_attention != "transformers":
             _register_gqa_attention()
-            self._attention = _DECODE_ATTENTION_NAMES[backend.decode_attention]
+            choice = backend.decode_attention
+            if choice == "auto" and not compiling:
+                # Uncompiled, the reductions variant materialises a [.., cache, head_dim] product in
+                # memory; SDPA with the group folded into query rows reads each KV head once.
+                choice = "grouped_sdpa"
+            self._attention = _DECODE_ATTENTION_NAMES[choice]
         self._has_experts = _has_experts(self.model)
         self._prefill_experts = self.model.get_experts_implementation() if self._has_experts else {}
         if self._has_experts and backend.decode_experts == "gathered":
@@ -471,12 +517,18 @@ class _LeanDecoder:
         # of a batch-1 decode step) to tuned Triton reductions fused with their neighbours, which
         # stream the weights at close to full bandwidth; cuBLAS GEMV plus separate kernels do not.
         decode_options = {"coordinate_descent_tuning": True} if backend.is_cuda else None
-        self._decode_fn = torch.compile(self._decode_step, fullgraph=True, dynamic=False, options=decode_options)
-        self._prefill_fn = (
-            torch.compile(self._prefill_logits, fullgraph=True, dynamic=False)
-            if backend.compile_prefill
-            else self._prefill_logits
-        )
+        self._decode_fn = self._decode_step
+        self._prefill_fn = self._prefill_logits
+        if self._whole_step_compiled:
+            self._decode_fn = torch.compile(self._decode_step, fullgraph=True, dynamic=False, options=decode_options)
+            if backend.compile_prefill:
+                self._prefill_fn = torch.compile(self._prefill_logits, fullgraph=True, dynamic=False)
+        self._layer_fns = []
+        if compiling and backend.compile_scope == "layers":
+            self._layer_fns = [
+                (layer, torch.compile(layer._call_impl, fullgraph=True, dynamic=False, options=decode_options))
+                for layer in _decoder_layers(self.model)
+            ]
         self._graph = None
         self._initialized = False
         self._sliding = self._sliding_window_tokens() is not None
@@ -493,7 +545,11 @@ class _LeanDecoder:
         """The experts kernel for one-token decode steps (None: keep the model's own)."""
         choice = self.backend.decode_experts
         if choice == "auto":
-            return "batched_mm" if self.backend.is_cuda else None
+            if not self.backend.is_cuda:
+                return None
+            # Compiled: batched_mm fuses into the step. Uncompiled: grouped_mm (one sorted grouped
+            # GEMM, graph-safe) reads only the routed experts; batched_mm would copy them per row.
+            return "batched_mm" if self.backend.mode == "compiled" else "grouped_mm"
         if choice == "gathered":
             return GATHERED_EXPERTS
         return choice
@@ -523,6 +579,18 @@ class _LeanDecoder:
             yield
         finally:
             cfg._attn_implementation = saved
+
+    @contextmanager
+    def _compiled_layers(self):
+        """Regional compilation: the decoder layers call their compiled forward while this loop runs
+        (prefill too unless `compile_prefill` is off); the shared model is plain again afterwards."""
+        for layer, fn in self._layer_fns:
+            layer._compiled_call_impl = fn
+        try:
+            yield
+        finally:
+            for layer, _ in self._layer_fns:
+                layer._compiled_call_impl = None
 
     def _prefill_logits(self, input_ids, position_ids):
         out = self.model(input_ids=input_ids, position_ids=position_ids, past_key_values=self.cache, use_cache=True,
@@ -561,7 +629,11 @@ class _LeanDecoder:
         return {"full_attention": full, "sliding_attention": None}
 
     def _decode_step(self):
-        masks = self._decode_masks() if self._sliding else None
+        masks = None
+        if self._sliding:
+            masks = self._decode_masks()
+        elif self._explicit_masks:
+            masks = self._decode_masks()["full_attention"]
         logits = self.model(
             input_ids=self.cur_tokens, position_ids=self.positions, past_key_values=self.cache, use_cache=True,
             attention_mask=masks,
@@ -582,7 +654,9 @@ class _LeanDecoder:
         self._use_decode_experts(False)
         # The cache allocates its tensors on the first update: do that one uncompiled.
         fn = self._prefill_fn if self._initialized else self._prefill_logits
-        logits = fn(input_ids, position_ids)
+        eager_prefill = self._layer_fns and not (self._initialized and self.backend.compile_prefill)
+        with torch.compiler.set_stance("force_eager") if eager_prefill else contextlib.nullcontext():
+            logits = fn(input_ids, position_ids)
         self._initialized = True
         nxt = sample_next_tokens(logits, self.backend.sampling)
         self.cur_tokens.copy_(nxt[:, None])
@@ -592,7 +666,8 @@ class _LeanDecoder:
         self._use_decode_experts(True)
 
     def _capture(self) -> None:
-        """Compile (by running the step a few times on a side stream), then capture one step."""
+        """Warm up (compiling, where the step is compiled) by running the step a few times on a side
+        stream, then capture one step."""
         torch = self.backend._torch
         if not self.backend.use_cuda_graph:
             return
@@ -630,7 +705,7 @@ class _LeanDecoder:
                 f"before the captured decode step; got ctx {input_ids.shape[1]} (use eager or static)"
             )
         self.ensure_gen_capacity(gen_tokens)
-        with torch.inference_mode(), self._own_attention():
+        with torch.inference_mode(), self._own_attention(), self._compiled_layers():
             if self.backend.use_cuda_graph and self._graph is None:
                 # Capture needs a prefilled cache; the capture's own steps are discarded by the next prefill.
                 self._prefill(input_ids)
@@ -666,7 +741,7 @@ class _LeanDecoder:
         """(prefill_s, decode_s) of the same prefill and decode steps with no per-token sync or hook,
         the reference against which the harness's overhead is measured."""
         torch = self.backend._torch
-        with torch.inference_mode(), self._own_attention():
+        with torch.inference_mode(), self._own_attention(), self._compiled_layers():
             self.backend.sync()
             start = clock_ns()
             self._prefill(input_ids)

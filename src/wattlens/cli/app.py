@@ -104,7 +104,7 @@ def bench(
     batch: Annotated[int, typer.Option(help="Sequences per request.")] = 1,
     repeats: Annotated[int, typer.Option(help="Measured repetitions.")] = 5,
     warmups: Annotated[int, typer.Option(help="Unmeasured warm-up runs (compiled/static: at least 1).")] = 1,
-    mode: Annotated[str, typer.Option(help="eager | static | compiled.")] = "eager",
+    mode: Annotated[str, typer.Option(help="eager | static | compiled | graphed (static cache, uncompiled kernels in a CUDA graph).")] = "eager",
     dtype: Annotated[str, typer.Option(help="bf16 | fp16 | fp32.")] = "bf16",
     temperature: Annotated[float, typer.Option(help="0 = greedy.")] = 0.0,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,

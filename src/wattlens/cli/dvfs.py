@@ -38,7 +38,7 @@ def sweep_cmd(
     batch_sizes: Annotated[str, typer.Option(help="Batch sizes, comma separated.")] = "1",
     ctx: Annotated[int, typer.Option(help="Prompt tokens.")] = 336,
     gen: Annotated[int, typer.Option(help="Output tokens.")] = 100,
-    mode: Annotated[str, typer.Option(help="HF mode: eager | static | compiled.")] = "eager",
+    mode: Annotated[str, typer.Option(help="HF mode: eager | static | compiled | graphed.")] = "eager",
     repeats: Annotated[int, typer.Option(help="Requests per clock policy.")] = 3,
     phase: Annotated[str | None, typer.Option(help="Phase-aware policies 'PREFILL:DECODE' MHz, comma separated "
                                                    "(default: highest:lowest).")] = None,

@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
         output_tokens: Annotated[int, typer.Option("--output", help="Generated tokens.")] = 300,
         batch: Annotated[int, typer.Option(help="Prompts per batch (energy is per prompt).")] = 1,
         dtype: Annotated[str, typer.Option(help="bf16 | fp16 | fp32.")] = "bf16",
-        mode: Annotated[str, typer.Option(help="eager | static | compiled.")] = "static",
+        mode: Annotated[str, typer.Option(help="eager | static | compiled | graphed.")] = "static",
         set_: Annotated[list[str] | None, typer.Option("--set", help="Architecture edit key=value (repeatable).")] = None,
         predictor: Annotated[Path | None, typer.Option(help="Fitted predictor file (from `wattlens train`).")] = None,
         conversation: Annotated[Path | None, typer.Option(help="JSON list of turns: predict the whole conversation.")] = None,

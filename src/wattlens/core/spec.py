@@ -15,9 +15,14 @@ from typing import Any
 from wattlens.core.errors import BadInput
 from wattlens.core.units import SUPPORTED_DTYPES
 
-MODES = ("eager", "static", "compiled")
+MODES = ("eager", "static", "compiled", "graphed")
 """Serving modes of the HF backend: dynamic cache (as the GPT-OSS study ran it), static cache,
-static cache with a compiled, CUDA-graph-captured decode step."""
+static cache with a compiled, CUDA-graph-captured decode step, and static cache with the model's
+own (uncompiled) kernels captured in a CUDA graph: GPU-bound decode with seconds of setup per
+shape instead of minutes of compilation (what a dataset campaign over many shapes needs)."""
+
+LEAN_LOOP_MODES = ("compiled", "graphed")
+"""Modes that run wattlens' own decode loop over a static cache (unpadded batches only)."""
 
 PROMPT_KINDS = ("synthetic", "text")
 

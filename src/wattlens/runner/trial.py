@@ -19,7 +19,7 @@ from wattlens.backends.hf import HFBackend
 from wattlens.core.errors import BadInput
 from wattlens.core.metrics import summarise_repetitions
 from wattlens.core.results import MemoryStats, Repetition, TrialResult
-from wattlens.core.spec import TrialSpec
+from wattlens.core.spec import LEAN_LOOP_MODES, TrialSpec
 from wattlens.core.units import dtype_bytes
 from wattlens.hw.host_cpu import HostCpuMeter
 from wattlens.hw.rapl import RaplMeter
@@ -36,8 +36,8 @@ from wattlens.workloads.inputs import PromptBatch, ragged_synthetic_batch, synth
 def check_spec(spec: TrialSpec) -> tuple[ModelSource, ModelFacts]:
     """Every check that needs no GPU: bad values raise BadInput before anything runs or is stored."""
     spec.validate()
-    if spec.ragged and spec.mode == "compiled":
-        raise BadInput("mixed-size batches (prompt_lengths) cannot run in compiled mode: its lean decode "
+    if spec.ragged and spec.mode in LEAN_LOOP_MODES:
+        raise BadInput(f"mixed-size batches (prompt_lengths) cannot run in {spec.mode} mode: its lean decode "
                        "loop runs unpadded batches; use eager or static")
     if spec.ragged and spec.prompt != "synthetic":
         raise BadInput("mixed-size batches (prompt_lengths) support synthetic prompts only, "
@@ -299,7 +299,7 @@ def _memory_stats(session: Session, spec: TrialSpec, facts: ModelFacts, models: 
     if "allocated_bytes" not in snap:
         return MemoryStats(kv_analytic_bytes=kv_analytic,
                            not_measured_reason=snap.get("not_measured_reason", "not a CUDA device"))
-    if spec.mode == "compiled":
+    if spec.mode in LEAN_LOOP_MODES:
         # The static cache is allocated once before the measured repetitions: count its tensors.
         kv_measured = _static_cache_bytes(backend)
     else:
