@@ -343,16 +343,21 @@ def test_gathered_experts_equal_transformers_batched_mm(name):
         torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["tiny-moe", "tiny-gpt-oss"])
-def test_compiled_decode_with_gathered_experts_matches_eager(name):
+def _eager_reference(name: str, ctx: int, gen: int, seed: int, rows: int = 1, overrides=()):
+    """A freshly built fp32 model, a random prompt, and eager's greedy tokens for it."""
     from wattlens.models.build import build_model
     from wattlens.models.catalog import resolve_model
 
-    model = build_model(resolve_model(name), "fp32", "cpu")
-    ids = torch.randint(5, 500, (1, 12), generator=torch.Generator().manual_seed(4))
+    model = build_model(resolve_model(name, overrides), "fp32", "cpu")
+    ids = torch.randint(5, 500, (rows, ctx), generator=torch.Generator().manual_seed(seed))
     mask = torch.ones_like(ids)
-    eager = HFBackend(model, "eager").generate(ids, mask, 10).output_ids
+    return model, ids, mask, HFBackend(model, "eager").generate(ids, mask, gen).output_ids
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tiny-moe", "tiny-gpt-oss"])
+def test_compiled_decode_with_gathered_experts_matches_eager(name):
+    model, ids, mask, eager = _eager_reference(name, ctx=12, gen=10, seed=4)
     backend = HFBackend(model, "compiled", decode_experts="gathered")
     assert torch.equal(backend.generate(ids, mask, 10).output_ids, eager)
     assert backend.describe()["decode_experts"] == "gathered"
@@ -367,16 +372,10 @@ def test_compiled_decode_with_gathered_experts_matches_eager(name):
 def test_graphed_mode_matches_eager(name):
     """The lean loop with the model's own kernels (no compile) gives eager's greedy tokens, for dense,
     GQA, MoE and sliding-window models: its explicit masks hide the static cache's empty slots."""
-    from wattlens.models.build import build_model
-    from wattlens.models.catalog import resolve_model
-
     overrides = (("num_hidden_layers", 2), ("hidden_size", 64), ("ffn_dim", 128), ("num_attention_heads", 4),
                  ("word_embed_proj_dim", 64)) if name == "opt-1.3b" else ()
-    model = build_model(resolve_model(name, overrides), "fp32", "cpu")
     rows = 1 if name == "tiny-gpt-oss" else 2  # one row: no padding question for the sliding window
-    ids = torch.randint(5, 500, (rows, 14), generator=torch.Generator().manual_seed(6))
-    mask = torch.ones_like(ids)
-    eager = HFBackend(model, "eager").generate(ids, mask, 12).output_ids
+    model, ids, mask, eager = _eager_reference(name, ctx=14, gen=12, seed=6, rows=rows, overrides=overrides)
     backend = HFBackend(model, "graphed")
     assert torch.equal(backend.generate(ids, mask, 12).output_ids, eager)
     assert torch.equal(backend.generate(ids, mask, 12).output_ids, eager)  # a second call reuses the cache
@@ -390,13 +389,8 @@ def test_graphed_mode_matches_eager(name):
 @pytest.mark.parametrize("name", ["tiny-gqa", "tiny-gpt-oss"])
 def test_compiled_layers_scope_matches_eager_and_leaves_the_model_plain(name):
     from wattlens.backends.hf import _decoder_layers
-    from wattlens.models.build import build_model
-    from wattlens.models.catalog import resolve_model
 
-    model = build_model(resolve_model(name), "fp32", "cpu")
-    ids = torch.randint(5, 500, (1, 14), generator=torch.Generator().manual_seed(7))
-    mask = torch.ones_like(ids)
-    eager = HFBackend(model, "eager").generate(ids, mask, 10).output_ids
+    model, ids, mask, eager = _eager_reference(name, ctx=14, gen=10, seed=7)
     backend = HFBackend(model, "compiled", compile_scope="layers")
     for _ in range(2):  # the second call compiles the prefill too
         assert torch.equal(backend.generate(ids, mask, 10).output_ids, eager)
