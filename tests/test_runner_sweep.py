@@ -187,3 +187,29 @@ def test_bench_result_round_trips_through_the_store(tmp_path):
     assert loaded.model_facts["params_active"] == result.model_facts["params_active"]
     assert loaded.model_facts["params_active"] < loaded.model_facts["params_total"]  # MoE
     assert len(runs) == 1 and runs[0].command == "test" and runs[0].finished_at
+
+
+@pytest.mark.parametrize("mode", ["eager", "compiled"])
+def test_trial_records_its_setup_time_and_where_compilation_went(tmp_path, mode):
+    """Each trial keeps the wall time of its model preparation and warm-ups (compile and capture
+    included) and, outside eager, torch.compile's seconds per phase: the GPT-OSS study's GPU time
+    is mostly compilation, and this says which part of it."""
+    from wattlens.runner.session import SessionOptions, open_session
+
+    spec = TrialSpec(model="tiny-llama", ctx_tokens=12, gen_tokens=4, repeats=1, warmups=1, dtype="fp32", mode=mode,
+                     overrides=(("num_hidden_layers", 1),))
+    session = open_session(tmp_path / "r.sqlite", command="test", device="cpu",
+                           options=SessionOptions(calibrate=False))
+    try:
+        result = trial_mod.run_trial(spec, session, trial_mod.ModelHolder())
+    finally:
+        session.close()
+    assert result.status == "ok", result.error
+    backend = result.model_facts["backend"]
+    assert backend["setup_s"] >= 0 and backend["setup_warmups"] == 1
+    if mode == "eager":
+        assert "compile_s_by_phase" not in backend
+    else:
+        phases = backend["compile_s_by_phase"]
+        assert phases and all(v >= 0.5 for v in phases.values())
+        assert max(phases.values()) <= backend["setup_s"] + 1e-6

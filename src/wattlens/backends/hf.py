@@ -275,6 +275,26 @@ class _TimingStreamer:
 _EXPERT_COUNT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts")
 
 
+def compile_seconds_by_phase() -> dict[str, float]:
+    """torch.compile's accumulated wall seconds per timed phase in this process (dynamo tracing,
+    AOT, inductor codegen, ...), as torch records them; {} when nothing was compiled."""
+    from torch._dynamo.utils import compile_times
+
+    try:
+        names, values = compile_times(repr="csv", aggregate=True)
+    except Exception:  # noqa: BLE001 - a private API: its absence must not fail a trial
+        return {}
+    return {name: float(v) for name, v in zip(names, values)}
+
+
+def compile_seconds_since(before: dict[str, float], min_s: float = 0.5) -> dict[str, float]:
+    """Phases that took at least `min_s` more seconds than in `before` (a compact breakdown of one
+    trial's setup: which part of compilation the minutes went to)."""
+    now = compile_seconds_by_phase()
+    grown = {k: round(v - before.get(k, 0.0), 2) for k, v in now.items()}
+    return {k: v for k, v in sorted(grown.items(), key=lambda kv: -kv[1]) if v >= min_s}
+
+
 def _decoder_layers(model) -> list:
     """The model's decoder blocks: the longest ModuleList named `layers` or `h` of one block type."""
     torch = _torch()

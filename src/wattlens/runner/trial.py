@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from wattlens.backends.hf import HFBackend
+from wattlens.backends.hf import HFBackend, compile_seconds_by_phase, compile_seconds_since
 from wattlens.core.errors import BadInput
 from wattlens.core.metrics import summarise_repetitions
 from wattlens.core.results import MemoryStats, Repetition, TrialResult
@@ -182,11 +182,16 @@ def run_trial(
         session.claim_own_gpu_processes()
         prompt = make_prompt(spec, source, facts, device)
         backend = HFBackend(model, spec.mode, spec.sampling)
+        compiled_before = compile_seconds_by_phase() if spec.mode != "eager" else {}
+        setup_start = time.perf_counter()
         backend.prepare(spec.batch_size, spec.ctx_tokens, spec.gen_tokens)
         warmups = max(spec.warmups, 1 if spec.mode != "eager" else 0)  # compile/capture stays out of windows
         for _ in range(warmups):
             backend.generate(prompt.input_ids, prompt.attention_mask, spec.gen_tokens)
         backend.sync()
+        setup = {"setup_s": round(time.perf_counter() - setup_start, 3), "setup_warmups": warmups}
+        if spec.mode != "eager":
+            setup["compile_s_by_phase"] = compile_seconds_since(compiled_before)
         free_device_memory()
         before = cuda_memory_snapshot(device)
         reset_peak(device)
@@ -239,7 +244,7 @@ def run_trial(
         result.memory = _memory_stats(session, spec, facts, models, backend, before, held_bytes, device)
         if phases:  # after the memory figures, so the extra passes cannot change them
             phase_payload = measure_phases(session, backend, prompt, spec, reps)
-        result.model_facts = {**asdict(facts), "backend": backend.describe(), "source": source.name,
+        result.model_facts = {**asdict(facts), "backend": {**backend.describe(), **setup}, "source": source.name,
                               "weights": source.weights, "dropped_config_keys": list(source.dropped_keys)}
         result.summary = summarise_repetitions(
             reps,
