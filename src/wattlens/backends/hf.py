@@ -6,9 +6,10 @@
   (forward + sampling + bookkeeping, all on the device) captured once in a CUDA graph, so each
   decode step is one graph replay with no per-step host work or allocation. This is the mode that
   approximates what an optimised serving engine achieves for one request stream. Its compile
-  scope is `model` (the whole step traced at once: the fastest kernels, minutes of compilation for
-  a 64-layer model) or `layers` ("regional": each decoder layer compiled, identical layers reusing
-  one compiled graph, so compile time no longer grows with depth).
+  scope is `model` (the whole step traced at once; minutes of compilation for a 64-layer model)
+  or `layers` ("regional": each decoder layer compiled on its own; transformers' layers differ in
+  their `layer_idx`, so each is still traced once, and on the H100 it did not compile an 8B model
+  faster: results/h100/lean-modes/).
 - `graphed`: the same lean loop with the model's own uncompiled kernels, captured in a CUDA graph:
   decode is GPU-bound like `compiled` but a new shape costs a capture (seconds), not a compile.
 
