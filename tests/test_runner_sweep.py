@@ -212,4 +212,6 @@ def test_trial_records_its_setup_time_and_where_compilation_went(tmp_path, mode)
     else:
         phases = backend["compile_s_by_phase"]
         assert phases and all(v >= 0.5 for v in phases.values())
-        assert max(phases.values()) <= backend["setup_s"] + 1e-6
+        # dynamo's own time runs on this thread inside the setup; backend phases (C++/Triton builds
+        # in worker processes) may add up to more than the wall time, so only this one is bounded
+        assert phases["_compile.compile_inner"] <= backend["setup_s"] + 0.01
