@@ -71,3 +71,46 @@ def test_graphed_estimate_has_no_per_layer_compile():
     graphed_gap = mc.estimate_trial_s(deep, 128, 8, 1, "graphed") - mc.estimate_trial_s(cfg, 128, 8, 1, "graphed")
     assert static_gap > mc.STATIC_COMPILE_S_PER_LAYER * 48 - 1e-9  # 48 more layers to compile
     assert 0 < graphed_gap < static_gap / 10
+
+
+def test_run_script_deals_parts_to_gpus_side_by_side(tmp_path):
+    """run.sh with GPUS="0 1": parts go to the GPUs in turn, each sweep process sees one GPU, every
+    part is exported; an unknown part stops the call before anything runs (exit 2). A stand-in
+    `wattlens` module records what it was asked to do, so no model runs."""
+    import os
+    import subprocess
+
+    fake = tmp_path / "fake" / "wattlens"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "__main__.py").write_text(
+        "import os, sys\n"
+        "a = sys.argv[1:]\n"
+        "if a[0] == 'sweep':\n"
+        "    open(a[a.index('--db') + 1], 'a').write(f\"{a[1]} gpu={os.environ.get('CUDA_VISIBLE_DEVICES')}\\n\")\n"
+        "elif a[0] == 'export':\n"
+        "    open(a[a.index('--out') + 1], 'w').write(open(a[a.index('--db') + 1]).read())\n"
+        "elif a[0] == 'env':\n"
+        "    print('{}')\n")
+    script = (CAMPAIGN / "run.sh").read_text().replace("export PYTHONPATH=src", f"export PYTHONPATH={fake.parent}")
+    (tmp_path / "run.sh").write_text(script)
+    out = tmp_path / "out"
+    out.mkdir()
+    tag = f"t{os.getpid()}"  # the script keeps its databases in /tmp under this tag
+    env = {**os.environ, "OUT": str(out), "GPUS": "0 1"}
+    repo = CAMPAIGN.parents[2]
+    done = subprocess.run(["bash", str(tmp_path / "run.sh"), tag, "core", "00", "01", "02"], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=120)
+    try:
+        assert done.returncode == 0, done.stderr
+        seen = {p: (out / f"{tag}-core-p{p}.json").read_text() for p in ("00", "01", "02")}
+        assert "parts-core/p00-" in seen["00"] and "gpu=0" in seen["00"]
+        assert "gpu=1" in seen["01"] and "gpu=0" not in seen["01"]
+        assert "gpu=0" in seen["02"]
+        assert (out / f"env-{tag}.json").exists()
+        bad = subprocess.run(["bash", str(tmp_path / "run.sh"), tag, "core", "00", "99"], cwd=repo, env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and "part 99" in bad.stderr
+    finally:
+        for p in ("00", "01", "02"):
+            Path(f"/tmp/predictor-{tag}-core-p{p}.sqlite").unlink(missing_ok=True)
