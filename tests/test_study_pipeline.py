@@ -121,6 +121,10 @@ def test_whole_study_on_tiny_models_renders_every_table(tmp_path: Path):
     assert "not measured" in " ".join(r[3] for r in tables[12][1] if "compiled" in r[1])
     # p95 with 1 sample is refused, not the max
     assert "n too small" in md
+    # the time the study held the device, per run, split by mode, and in all
+    gpu_time = md.split("## GPU time")[1]
+    assert "| run | command | started | wall s | trials ok / failed | eager s | static s | compiled s |" in gpu_time
+    assert "Total: **" in gpu_time and "setup (model preparation and warm-ups" in gpu_time
     # rerunning resumes: nothing left to do
     again = runner.invoke(cli_app.app, ["study", "run", "gpt-oss-20b", "--models-override", "tiny", "--device", "cpu",
                                         "--repeats-cap", "1", "--quick", "--db", str(db), *PARTS])
