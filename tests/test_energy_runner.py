@@ -85,17 +85,14 @@ def test_measure_phases_stores_both_methods_with_named_keys(monkeypatch):
 
 @pytest.mark.slow
 def test_cpu_trial_with_phases_stores_times_and_says_why_no_energy(tmp_path):
-    from wattlens.runner.session import SessionOptions, open_session
+    from cpu_trial import run_cpu_trial
+
     from wattlens.store.sqlite import ResultStore
 
     db = tmp_path / "r.sqlite"
     spec = TrialSpec(model="tiny-llama", ctx_tokens=16, gen_tokens=4, repeats=2, warmups=0, dtype="fp32",
                      overrides=(("num_hidden_layers", 1),))
-    session = open_session(db, command="test", device="cpu", options=SessionOptions(calibrate=False))
-    try:
-        result = trial_mod.run_trial(spec, session, trial_mod.ModelHolder(), phases=True)
-    finally:
-        session.close()
+    result = run_cpu_trial(db, spec, phases=True)
     assert result.status == "ok", result.error
     s = result.summary
     assert s["prefill_time_s"] > 0 and s["decode_time_s"] > 0

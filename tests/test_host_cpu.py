@@ -55,16 +55,12 @@ def test_steal_flag_shown_in_the_report():
 
 def test_cpu_trial_records_host_cpu_use(tmp_path: Path):
     """A real (tiny, CPU) trial stores the host figures; on Linux /proc/stat is readable."""
-    from wattlens.core.spec import TrialSpec
-    from wattlens.runner.session import SessionOptions, open_session
-    from wattlens.runner.trial import ModelHolder, run_trial
+    from cpu_trial import run_cpu_trial
 
-    session = open_session(tmp_path / "h.sqlite", device="cpu", options=SessionOptions(calibrate=False))
-    try:
-        result = run_trial(TrialSpec(model="tiny-llama", ctx_tokens=8, gen_tokens=4, repeats=2, device="cpu"),
-                           session, ModelHolder())
-    finally:
-        session.close()
+    from wattlens.core.spec import TrialSpec
+
+    result = run_cpu_trial(tmp_path / "h.sqlite",
+                           TrialSpec(model="tiny-llama", ctx_tokens=8, gen_tokens=4, repeats=2, device="cpu"))
     s = result.summary
     assert result.status == "ok" and s["host_process_cpu_s"] >= 0 and s["host_cpu_window_s"] > 0
     if Path("/proc/stat").exists():

@@ -160,16 +160,12 @@ def test_failed_trial_is_stored_with_its_error_and_the_sweep_goes_on(sweep_file,
 
 
 def test_bench_result_round_trips_through_the_store(tmp_path):
-    from wattlens.runner.session import SessionOptions, open_session
+    from cpu_trial import run_cpu_trial
 
     db = tmp_path / "r.sqlite"
     spec = TrialSpec(model="tiny-moe", ctx_tokens=16, gen_tokens=4, repeats=2, warmups=0, dtype="fp32",
                      overrides=(("num_hidden_layers", 1),))
-    session = open_session(db, command="test", device="cpu", options=SessionOptions(calibrate=False))
-    try:
-        result = trial_mod.run_trial(spec, session, trial_mod.ModelHolder())
-    finally:
-        session.close()
+    result = run_cpu_trial(db, spec)
     assert result.status == "ok", result.error
     assert "the trial runs on the CPU" in result.summary["energy_not_measured_reason"]
 
@@ -194,16 +190,11 @@ def test_trial_records_its_setup_time_and_where_compilation_went(tmp_path, mode)
     """Each trial keeps the wall time of its model preparation and warm-ups (compile and capture
     included) and, outside eager, torch.compile's seconds per phase: the GPT-OSS study's GPU time
     is mostly compilation, and this says which part of it."""
-    from wattlens.runner.session import SessionOptions, open_session
+    from cpu_trial import run_cpu_trial
 
     spec = TrialSpec(model="tiny-llama", ctx_tokens=12, gen_tokens=4, repeats=1, warmups=1, dtype="fp32", mode=mode,
                      overrides=(("num_hidden_layers", 1),))
-    session = open_session(tmp_path / "r.sqlite", command="test", device="cpu",
-                           options=SessionOptions(calibrate=False))
-    try:
-        result = trial_mod.run_trial(spec, session, trial_mod.ModelHolder())
-    finally:
-        session.close()
+    result = run_cpu_trial(tmp_path / "r.sqlite", spec)
     assert result.status == "ok", result.error
     backend = result.model_facts["backend"]
     assert backend["setup_s"] >= 0 and backend["setup_warmups"] == 1
