@@ -123,14 +123,15 @@ def reference_band(res: dict[str, Any]) -> str:
     return MEASURED_BAND if MEASURED_BAND in res["bands"] else "mid"
 
 
-def _shown(res: dict[str, Any], band: str, mode: str) -> dict[str, Any] | None:
-    """A mode's results in `band`, or None where they repeat the reference band (not estimated)."""
-    d = res["bands"][band].get(mode)
-    if d is None:
-        return None
-    if d["inputs"]["gpu_busy_source"] != BUSY_ESTIMATED and band != reference_band(res):
-        return None
-    return d
+def _shown(res: dict[str, Any]):
+    """(band, mode, results) in report order, leaving out a mode where a band would repeat the
+    reference band (its GPU busy time was measured, not estimated)."""
+    ref = reference_band(res)
+    for band in res["bands"]:
+        for mode in ("eager", "static", "compiled"):
+            d = res["bands"][band].get(mode)
+            if d is not None and (d["inputs"]["gpu_busy_source"] == BUSY_ESTIMATED or band == ref):
+                yield band, mode, d
 
 
 def _busy_label(d: dict[str, Any], band: str) -> str:
@@ -187,35 +188,27 @@ def render(res: dict[str, Any], fit: Any) -> str:
     L += _busy_section(res)
     L += ["| mode | GPU busy | TTFT ms | prefill GPU ms | TPOT ms | decode GPU ms | decode host ms | busy share | "
           "measured avg W | avg W predicted from compiled |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for band in res["bands"]:
-        for mode in ("eager", "static", "compiled"):
-            d = _shown(res, band, mode)
-            if not d:
-                continue
-            i = d["inputs"]
-            pred_w = i["predicted_average_power_w_from_compiled"]
-            L.append(f"| {mode} | {_busy_label(d, band)} | {i['ttft_s'] * 1e3:.1f} | {i['prefill_gpu_busy_s'] * 1e3:.1f} | "
-                     f"{i['tpot_s'] * 1e3:.2f} | {i['decode_gpu_busy_s'] * 1e3:.2f} | {i['decode_host_s'] * 1e3:.2f} | "
-                     f"{i['busy_share_ref']:.2f} | {i['average_power_w']:.0f} | "
-                     f"{'-' if pred_w is None else f'{pred_w:.0f}'} |")
+    for band, mode, d in _shown(res):
+        i = d["inputs"]
+        pred_w = i["predicted_average_power_w_from_compiled"]
+        L.append(f"| {mode} | {_busy_label(d, band)} | {i['ttft_s'] * 1e3:.1f} | {i['prefill_gpu_busy_s'] * 1e3:.1f} | "
+                 f"{i['tpot_s'] * 1e3:.2f} | {i['decode_gpu_busy_s'] * 1e3:.2f} | {i['decode_host_s'] * 1e3:.2f} | "
+                 f"{i['busy_share_ref']:.2f} | {i['average_power_w']:.0f} | "
+                 f"{'-' if pred_w is None else f'{pred_w:.0f}'} |")
     L += ["", "Predicted change vs the reference clock (energy per request, end-to-end latency); "
           "phase-aware = prefill at the reference clock, decode at the given clock:", "",
           "| mode | GPU busy | clock MHz | E down % | L change % | prefill change % | decode change % | "
           "phase-aware E down % | phase-aware L change % |", "|---|---|---|---|---|---|---|---|---|"]
-    for band in res["bands"]:
-        for mode in ("eager", "static", "compiled"):
-            d = _shown(res, band, mode)
-            if not d:
-                continue
-            edp = d["summary"]["edp_optimal"]
-            for f in sorted({1410.0, 990.0, edp["sm_clock_mhz"], min(r["sm_clock_mhz"] for r in d["rows"])},
-                            reverse=True):
-                r = _at(d["rows"], f)
-                tag = " (EDP opt)" if r is edp else ""
-                L.append(f"| {mode} | {_busy_label(d, band)} | {r['sm_clock_mhz']:.0f}{tag} | "
-                         f"{r['energy_reduction_pct']:.1f} | {r['latency_change_pct']:+.1f} | "
-                         f"{r['prefill_change_pct']:+.1f} | {r['decode_change_pct']:+.1f} | "
-                         f"{r['phase_aware_energy_reduction_pct']:.1f} | {r['phase_aware_latency_change_pct']:+.1f} |")
+    for band, mode, d in _shown(res):
+        edp = d["summary"]["edp_optimal"]
+        for f in sorted({1410.0, 990.0, edp["sm_clock_mhz"], min(r["sm_clock_mhz"] for r in d["rows"])},
+                        reverse=True):
+            r = _at(d["rows"], f)
+            tag = " (EDP opt)" if r is edp else ""
+            L.append(f"| {mode} | {_busy_label(d, band)} | {r['sm_clock_mhz']:.0f}{tag} | "
+                     f"{r['energy_reduction_pct']:.1f} | {r['latency_change_pct']:+.1f} | "
+                     f"{r['prefill_change_pct']:+.1f} | {r['decode_change_pct']:+.1f} | "
+                     f"{r['phase_aware_energy_reduction_pct']:.1f} | {r['phase_aware_latency_change_pct']:+.1f} |")
     L += ["", *_contrast(res), ""]
     return "\n".join(L)
 
