@@ -636,25 +636,27 @@ class _LeanDecoder:
             if hasattr(layer, "cumulative_length_int"):
                 layer.cumulative_length_int = layer.max_cache_len
 
-    def _decode_masks(self):
-        """Per-layer-type masks for one decode step, from the position tensor (graph-safe).
-
-        Full-attention layers see cache slots 0..position; a full sliding window holds exactly the
-        last `window` tokens, the current one included, so its layers see every slot (None).
-        """
+    def _full_attention_mask(self):
+        """Additive mask of a full-attention layer for one decode step: cache slots 0..position are
+        visible. Built from the position tensor, so it is graph-safe."""
         torch = self.backend._torch
         slots = self.cache.layers[self._full_layer_index].max_cache_len
         visible = torch.arange(slots, device=self.positions.device)[None, None, None, :] <= self.positions[:, None, :, None]
         dtype = self.model.dtype
-        full = torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill(~visible, torch.finfo(dtype).min)
-        return {"full_attention": full, "sliding_attention": None}
+        return torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill(~visible, torch.finfo(dtype).min)
+
+    def _decode_masks(self):
+        """Per-layer-type masks for one decode step of a sliding-window model: a full sliding window
+        holds exactly the last `window` tokens, the current one included, so its layers see every
+        slot (None)."""
+        return {"full_attention": self._full_attention_mask(), "sliding_attention": None}
 
     def _decode_step(self):
         masks = None
         if self._sliding:
             masks = self._decode_masks()
         elif self._explicit_masks:
-            masks = self._decode_masks()["full_attention"]
+            masks = self._full_attention_mask()
         logits = self.model(
             input_ids=self.cur_tokens, position_ids=self.positions, past_key_values=self.cache, use_cache=True,
             attention_mask=masks,
@@ -675,7 +677,7 @@ class _LeanDecoder:
         self._use_decode_experts(False)
         # The cache allocates its tensors on the first update: do that one uncompiled.
         fn = self._prefill_fn if self._initialized else self._prefill_logits
-        eager_prefill = self._layer_fns and not (self._initialized and self.backend.compile_prefill)
+        eager_prefill = bool(self._layer_fns) and not (self._initialized and self.backend.compile_prefill)
         with torch.compiler.set_stance("force_eager") if eager_prefill else contextlib.nullcontext():
             logits = fn(input_ids, position_ids)
         self._initialized = True
