@@ -725,33 +725,30 @@ def _wall_s(started: str | None, finished: str | None) -> float | None:
 def render_gpu_time(runs: Sequence[RunInfo], trials: Sequence[TrialResult]) -> list[str]:
     """How long the study held the GPU, per run and in all, with the trials' time split by serving
     mode and the setup (compile / capture) the trials recorded: the issue's time budget, stated."""
-    header = ("run", "command", "started", "wall s", "trials ok / failed", "eager s", "static s", "compiled s",
+    modes = ("eager", "static", "compiled")
+    header = ("run", "command", "started", "wall s", "trials ok / failed", *(f"{m} s" for m in modes),
               "setup s (recorded)")
-    rows, total, by_mode, setup_total = [], 0.0, {"eager": 0.0, "static": 0.0, "compiled": 0.0}, 0.0
+    rows, total, by_mode, setup_total = [], 0.0, dict.fromkeys(modes, 0.0), 0.0
     for r in runs:
         mine = [t for t in trials if t.run_id == r.run_id]
         wall = _wall_s(r.started_at, r.finished_at)
-        total += wall or 0.0
-        modes = {m: 0.0 for m in by_mode}
-        for t in mine:
-            if t.spec.mode in modes:
-                modes[t.spec.mode] += _wall_s(t.started_at, t.finished_at) or 0.0
+        mode_s = {m: sum(_wall_s(t.started_at, t.finished_at) or 0.0 for t in mine if t.spec.mode == m) for m in modes}
         setup = sum(t.model_facts.get("backend", {}).get("setup_s", 0.0) for t in mine if t.model_facts)
-        for m in by_mode:
-            by_mode[m] += modes[m]
+        total += wall or 0.0
         setup_total += setup
+        for m in modes:
+            by_mode[m] += mode_s[m]
         ok = sum(1 for t in mine if t.status == "ok")
         rows.append([r.run_id, r.command.split(" --db")[0] if r.command else MISSING, r.started_at,
                      fmt_number(wall) if wall is not None else MISSING, f"{ok} / {len(mine) - ok}",
-                     *(fmt_number(modes[m]) for m in by_mode), fmt_number(setup) if setup else MISSING])
-    lines = [markdown_table(TextTable(header, rows)), "",
-             f"Total: **{total:.0f} s = {total / 60:.1f} minutes** of wall time in {len(runs)} run(s), from each "
-             f"run's start (after process start-up and model import) to its end; trials by mode: "
-             + ", ".join(f"{m} {v:.0f} s" for m, v in by_mode.items())
-             + (f"; of the trials' time, {setup_total:.0f} s was setup (model preparation and warm-ups, compile "
-                "and CUDA-graph capture included) where trials recorded it." if setup_total else
-                "; these trials predate setup recording (compile time is inside the static and compiled figures).")]
-    return lines
+                     *(fmt_number(mode_s[m]) for m in modes), fmt_number(setup) if setup else MISSING])
+    return [markdown_table(TextTable(header, rows)), "",
+            f"Total: **{total:.0f} s = {total / 60:.1f} minutes** of wall time in {len(runs)} run(s), from each "
+            f"run's start (after process start-up and model import) to its end; trials by mode: "
+            + ", ".join(f"{m} {v:.0f} s" for m, v in by_mode.items())
+            + (f"; of the trials' time, {setup_total:.0f} s was setup (model preparation and warm-ups, compile "
+               "and CUDA-graph capture included) where trials recorded it." if setup_total else
+               "; these trials predate setup recording (compile time is inside the static and compiled figures).")]
 
 
 def write_study_report(study: Any, trials: Sequence[TrialResult], runs: Sequence[RunInfo], out_dir: Path | str,
