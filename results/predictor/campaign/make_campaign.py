@@ -109,24 +109,22 @@ def _tag(ov: dict) -> str:
     return "-".join(f"{k.replace('num_', '').replace('_', '')}{v}" for k, v in ov.items()) or "base"
 
 
+def _sweep_doc(model: str, ctx: list[int], gens: list[int], batch: list[int], mode: str, variants: list[dict]) -> dict:
+    """A sweep YAML mapping; the `set` axis only when some variant edits the config."""
+    doc = {"models": [model], "ctx": ctx, "gen": gens, "batch": batch, "dtype": "bf16", "mode": mode,
+           "repeats": REPEATS, "warmups": WARMUPS}
+    if any(variants):
+        doc["set"] = variants
+    return doc
+
+
 def sweeps(plan, gens: list[int]):
     """(name, yaml dict, estimated seconds): one sweep per base model holding as many of its variants
     (`set` axis) as fit one part; a variant too long for a part alone is split by (ctx, batch) point."""
     out = []
     for model, variants, batches in plan:
         b_list = batches or BATCH
-        chunk: list[tuple[dict, float]] = []
-        chunk_mode = None
-
-        def flush() -> None:
-            if chunk:
-                doc = {"models": [model], "ctx": CTX, "gen": gens, "batch": b_list, "dtype": "bf16",
-                       "mode": chunk_mode, "repeats": REPEATS, "warmups": WARMUPS}
-                if any(ov for ov, _ in chunk):
-                    doc["set"] = [ov for ov, _ in chunk]
-                out.append((f"{model}-{'+'.join(_tag(ov) for ov, _ in chunk)}", doc, sum(e for _, e in chunk)))
-                chunk.clear()
-
+        groups: list[list[tuple[dict, float, str]]] = []  # consecutive variants of one mode that fit a part
         for ov in variants:
             cfg = resolve_model(model, tuple(sorted(ov.items()))).config
             mode = campaign_mode(cfg)
@@ -135,18 +133,18 @@ def sweeps(plan, gens: list[int]):
             if whole + SWEEP_START_S > PART_BUDGET_S:  # alone too long: one sweep per (ctx, batch) point
                 for c in CTX:
                     for b in b_list:
-                        doc = {"models": [model], "ctx": [c], "gen": gens, "batch": [b], "dtype": "bf16",
-                               "mode": mode, "repeats": REPEATS, "warmups": WARMUPS}
-                        if ov:
-                            doc["set"] = [ov]
                         est = build_s + sum(estimate_trial_s(cfg, c, g, b, mode) for g in gens)
-                        out.append((f"{model}-{_tag(ov)}-c{c}-b{b}", doc, est))
+                        out.append((f"{model}-{_tag(ov)}-c{c}-b{b}", _sweep_doc(model, [c], gens, [b], mode, [ov]),
+                                    est))
                 continue
-            if chunk and (mode != chunk_mode or sum(e for _, e in chunk) + whole + SWEEP_START_S > PART_BUDGET_S):
-                flush()
-            chunk_mode = mode
-            chunk.append((ov, whole))
-        flush()
+            last = groups[-1] if groups else None
+            if last is None or last[0][2] != mode or sum(e for _, e, _ in last) + whole + SWEEP_START_S > PART_BUDGET_S:
+                groups.append([])
+            groups[-1].append((ov, whole, mode))
+        for group in groups:
+            out.append((f"{model}-{'+'.join(_tag(ov) for ov, _, _ in group)}",
+                        _sweep_doc(model, CTX, gens, b_list, group[0][2], [ov for ov, _, _ in group]),
+                        sum(e for _, e, _ in group)))
     return out
 
 
