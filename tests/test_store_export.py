@@ -104,6 +104,21 @@ def test_json_all_round_trips_to_objects_and_into_a_new_store(store, tmp_path):
         assert [a.payload for a in copy.load_artifacts()] == [{"power_w": [300.0]}]
 
 
+def test_gzipped_export_reads_the_same(store, tmp_path):
+    import gzip
+
+    from wattlens.store import results_from_json
+
+    path = export(store, tmp_path / "results.json", table="all")
+    packed = tmp_path / "results.json.gz"
+    packed.write_bytes(gzip.compress(path.read_bytes()))
+    assert results_from_json(packed) == results_from_json(path)
+    broken = tmp_path / "broken.json.gz"
+    broken.write_bytes(b"not gzip")
+    with pytest.raises(BadInput, match="cannot read"):
+        results_from_json(broken)
+
+
 def test_results_from_json_refuses_other_files(tmp_path):
     from wattlens.core.errors import SchemaTooNew
     from wattlens.store import results_from_json

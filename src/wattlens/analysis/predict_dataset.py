@@ -22,6 +22,9 @@ from typing import Any
 from wattlens.analysis.predictor import DATASET_COLUMNS, model_family
 from wattlens.analysis.token_energy import energy_at_output_lengths
 
+# Output lengths whose batch energy is known worse than this (1 sigma / value) are not rows: with a
+# 100 ms counter the first tens of tokens of a fast model are not resolved (token_energy.py).
+DEFAULT_MAX_REL_UNCERTAINTY = 0.05
 DEFAULT_OUTPUT_GRID = (1, 2, 4, 8, 16, 32, 64, 100, 128, 200, 256, 300, 400, 512, 600, 700, 800, 900, 1000, 1024)
 
 
@@ -32,9 +35,23 @@ def _iqr_half(values: Sequence[float]) -> float:
     return (q[2] - q[0]) / 2.0
 
 
+def run_versions(environment: dict | None) -> dict[str, str]:
+    """The software versions a dataset row records, from a stored run's environment."""
+    e = environment or {}
+    libs = e.get("libraries") or {}
+    return {"wattlens_version": str(libs.get("wattlens") or ""), "torch_version": str(libs.get("torch") or ""),
+            "transformers_version": str(libs.get("transformers") or ""),
+            "driver_version": str(e.get("driver_version") or "")}
+
+
 def rows_from_trials(trials: Iterable[Any], env: dict | None = None,
-                     output_grid: Sequence[int] = DEFAULT_OUTPUT_GRID) -> list[dict[str, Any]]:
-    """Dataset rows (dicts with `DATASET_COLUMNS`) from `TrialResult`s of status 'ok'."""
+                     output_grid: Sequence[int] = DEFAULT_OUTPUT_GRID,
+                     max_rel_uncertainty: float | None = DEFAULT_MAX_REL_UNCERTAINTY) -> list[dict[str, Any]]:
+    """Dataset rows (dicts with `DATASET_COLUMNS`) from `TrialResult`s of status 'ok'.
+
+    `max_rel_uncertainty` drops output lengths whose batch energy is known worse than that
+    fraction (1 sigma); None keeps every length with an energy.
+    """
     env = env or {}
     rows = []
     for t in trials:
@@ -60,6 +77,8 @@ def rows_from_trials(trials: Iterable[Any], env: dict | None = None,
             energies = [v[0] for v in vals]
             e = statistics.median(energies)
             unc = max(statistics.median([v[1] for v in vals]), _iqr_half(energies))
+            if max_rel_uncertainty is not None and not (e > 0 and unc <= max_rel_uncertainty * e):
+                continue
             b = spec.batch_size
             overrides = dict(spec.overrides)
             rows.append({

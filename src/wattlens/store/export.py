@@ -8,6 +8,7 @@ decoded; it is the form GPU results are committed in, readable without SQLite or
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -184,14 +185,16 @@ def _repetition_from_doc(d: dict[str, Any]) -> Repetition:
 def results_from_json(path: str | Path) -> tuple[list[RunInfo], list[TrialResult]]:
     """Rebuild runs and trials from an `all` JSON export (committed GPU results), without SQLite.
 
-    Lets a report be re-rendered from results/<gpu>/.../results.json on any machine.
+    Lets a report be re-rendered from results/<gpu>/.../results.json on any machine. A name ending
+    in .gz is read through gzip (large campaign exports are committed compressed).
     """
     p = Path(path).expanduser()
     try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
+        raw = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
+        doc = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise BadInput(f"no such results file: {p}") from None
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BadInput(f"cannot read results file {p}: {e}") from None
     if not isinstance(doc, dict) or doc.get("format") != "wattlens-results":
         raise BadInput(f"{p} is not a wattlens 'all' JSON export (export with table='all')")
