@@ -109,14 +109,16 @@ def test_check_spec_refuses_compiled_and_text():
 
     spec = TrialSpec.ragged_batch("tiny-llama", [3, 8], gen_tokens=2, device="cpu")
     check_spec(spec)
-    with pytest.raises(BadInput, match="use eager or static"):
+    with pytest.raises(BadInput, match="use eager, static or graphed"):
         check_spec(spec.with_(mode="compiled"))
+    check_spec(spec.with_(mode="graphed"))
     with pytest.raises(BadInput, match="synthetic prompts only"):
         check_spec(spec.with_(prompt="text"))
 
 
-@pytest.mark.parametrize("mode", ["eager", "static"])
-def test_ragged_generation_matches_each_prompt_alone(mode):
+@pytest.mark.parametrize("mode,model_name", [("eager", "tiny-llama"), ("static", "tiny-llama"), ("graphed", "tiny-llama"),
+                                             ("graphed", "tiny-gqa"), ("graphed", "tiny-moe")])
+def test_ragged_generation_matches_each_prompt_alone(mode, model_name):
     """The mask does its job: a left-padded row generates what the prompt generates unbatched."""
     pytest.importorskip("transformers")
     from wattlens.backends.hf import HFBackend
@@ -125,7 +127,7 @@ def test_ragged_generation_matches_each_prompt_alone(mode):
     from wattlens.models.catalog import resolve_model
     from wattlens.workloads.inputs import ragged_synthetic_batch
 
-    model = build_model(resolve_model("tiny-llama"), "fp32", "cpu")
+    model = build_model(resolve_model(model_name), "fp32", "cpu")
     batch = ragged_synthetic_batch([11, 4, 7], model.config.vocab_size, seed=2)
     backend = HFBackend(model, mode, SamplingSpec())
     out = backend.generate(batch.input_ids, batch.attention_mask, 5)
@@ -277,8 +279,7 @@ def test_bench_prompt_lengths_runs_a_ragged_trial_and_rejects_bad_lists(tmp_path
 
     from wattlens.cli.app import main
 
-    for bad in (["--prompt-lengths", "5,x"], ["--prompt-lengths", "5,9", "--mode", "compiled"],
-                ["--prompt-lengths", "5,9", "--mode", "graphed"]):
+    for bad in (["--prompt-lengths", "5,x"], ["--prompt-lengths", "5,9", "--mode", "compiled"]):
         other = tmp_path / "bad.sqlite"
         monkeypatch.setattr(sys, "argv", ["wattlens", "bench", "--model", "tiny-llama", "--device", "cpu",
                                           "--db", str(other), *bad])

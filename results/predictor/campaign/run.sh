@@ -3,13 +3,15 @@
 # see plan.md).
 # Usage (repo root, GPU machine, OUT = output folder):
 #   OUT=<dir> bash results/predictor/campaign/run.sh <gpu-tag> <tier> <part> [<part> ...]
-#   e.g. OUT=$OUT bash results/predictor/campaign/run.sh h100 core 00        (tiers: core, extended, mixed)
+#   e.g. OUT=$OUT bash results/predictor/campaign/run.sh h100 core 00        (tiers: core, extended, mixed, mixed-graphed)
 #        OUT=$OUT bash results/predictor/campaign/run.sh h100 core 06 07
 #   On a host with several GPUs, GPUS="0 1" runs the parts side by side, one GPU each (dealt out in
 #   turn; each process sees only its GPU, so its energy meter reads only that GPU):
 #        OUT=$OUT GPUS="0 1" bash results/predictor/campaign/run.sh h200 core 00 01 02 03
 # Writes per part $OUT/<gpu-tag>-<tier>-p<part>.json (store export, all tables: token times, token
-# energy reads, power timeline) and .log, and once per GPU tag $OUT/env-<gpu-tag>.json. Every GPU's
+# energy reads, power timeline), once per GPU tag $OUT/env-<gpu-tag>.json, and at the end one
+# $OUT/logs-<gpu-tag>-<tier>-<parts>.tar.gz of the per-part logs (the device tool brings back at most
+# 8 files per call: keep to <= 6 parts per call). Every GPU's
 # sweeps stop at BUDGET_S (default 560 s from the call's start) so that the exports always happen:
 # trials finished by then are stored, and re-running the same part resumes where it stopped.
 set -u
@@ -41,9 +43,17 @@ run_parts() {  # run_parts PART...: the parts one after another, in this shell's
   done
 }
 
+pack_logs() {  # pack_logs PART...: the parts' logs in one archive (fewer files to bring back)
+  local logs=() part
+  for part in "$@"; do [ -f "$OUT/$gpu-$tier-p$part.log" ] && logs+=("$gpu-$tier-p$part.log"); done
+  [ ${#logs[@]} -gt 0 ] && tar czf "$OUT/logs-$gpu-$tier-$(IFS=-; echo "$*").tar.gz" -C "$OUT" "${logs[@]}" \
+    && (cd "$OUT" && rm -f "${logs[@]}")
+}
+
 if [ ${#gpus[@]} -le 1 ]; then
   [ ${#gpus[@]} -eq 1 ] && export CUDA_VISIBLE_DEVICES=${gpus[0]}
   run_parts "$@"
+  pack_logs "$@"
   exit 0
 fi
 parts=("$@")
@@ -55,3 +65,4 @@ for i in "${!gpus[@]}"; do
   [ ${#mine[@]} -gt 0 ] && CUDA_VISIBLE_DEVICES=${gpus[$i]} run_parts "${mine[@]}" &
 done
 wait
+pack_logs "$@"

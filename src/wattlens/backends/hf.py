@@ -451,7 +451,7 @@ class HFBackend:
         if self.mode in LEAN_LOOP_MODES:
             if self._lean is None:
                 self.prepare(input_ids.shape[0], input_ids.shape[1], gen_tokens)
-            return self._lean.generate(input_ids, gen_tokens, on_token)
+            return self._lean.generate(input_ids, gen_tokens, on_token, attention_mask)
         return self._generate_hf(input_ids, attention_mask, gen_tokens, on_token)
 
     # -- eager / static: transformers' own generate --------------------------------------------
@@ -515,7 +515,10 @@ class _LeanDecoder:
         dev = backend.device
         self.cache = StaticCache(config=self.model.config, max_cache_len=max_cache_tokens)
         self.cur_tokens = torch.zeros(batch_size, 1, dtype=torch.long, device=dev)
-        self.positions = torch.zeros(batch_size, 1, dtype=torch.long, device=dev)
+        self.positions = torch.zeros(batch_size, 1, dtype=torch.long, device=dev)  # cache slot of the next token
+        # Left padding of each row (ragged batches): its rotary position is the slot minus the padding,
+        # and its padded slots stay hidden. Zeros for uniform batches.
+        self.pad_tokens = torch.zeros(batch_size, 1, dtype=torch.long, device=dev)
         self.step_index = torch.zeros(1, dtype=torch.long, device=dev)
         self.out_tokens = torch.zeros(batch_size, max(gen_tokens, 1), dtype=torch.long, device=dev)
         compiling = backend.mode == "compiled"
@@ -613,9 +616,9 @@ class _LeanDecoder:
             for layer, _ in self._layer_fns:
                 layer._compiled_call_impl = None
 
-    def _prefill_logits(self, input_ids, position_ids):
+    def _prefill_logits(self, input_ids, position_ids, attention_mask=None):
         out = self.model(input_ids=input_ids, position_ids=position_ids, past_key_values=self.cache, use_cache=True,
-                         logits_to_keep=1)
+                         attention_mask=attention_mask, logits_to_keep=1)
         return out.logits[:, -1, :]
 
     def _sliding_window_tokens(self) -> int | None:
@@ -637,11 +640,12 @@ class _LeanDecoder:
                 layer.cumulative_length_int = layer.max_cache_len
 
     def _full_attention_mask(self):
-        """Additive mask of a full-attention layer for one decode step: cache slots 0..position are
-        visible. Built from the position tensor, so it is graph-safe."""
+        """Additive mask of a full-attention layer for one decode step: cache slots from the row's
+        padding to its position are visible. Built from device tensors, so it is graph-safe."""
         torch = self.backend._torch
         slots = self.cache.layers[self._full_layer_index].max_cache_len
-        visible = torch.arange(slots, device=self.positions.device)[None, None, None, :] <= self.positions[:, None, :, None]
+        slot = torch.arange(slots, device=self.positions.device)[None, None, None, :]
+        visible = (slot <= self.positions[:, None, :, None]) & (slot >= self.pad_tokens[:, None, :, None])
         dtype = self.model.dtype
         return torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill(~visible, torch.finfo(dtype).min)
 
@@ -657,8 +661,10 @@ class _LeanDecoder:
             masks = self._decode_masks()
         elif self._explicit_masks:
             masks = self._full_attention_mask()
+        # Ragged batches (graphed mode, explicit masks) only: a compiled whole step keeps its plain positions.
+        positions = self.positions - self.pad_tokens if self._explicit_masks else self.positions
         logits = self.model(
-            input_ids=self.cur_tokens, position_ids=self.positions, past_key_values=self.cache, use_cache=True,
+            input_ids=self.cur_tokens, position_ids=positions, past_key_values=self.cache, use_cache=True,
             attention_mask=masks,
         ).logits[:, -1, :]
         nxt = sample_next_tokens(logits, self.backend.sampling)
@@ -669,17 +675,25 @@ class _LeanDecoder:
         self.out_tokens.index_copy_(1, slot, nxt[:, None])
         self.step_index.add_(1)
 
-    def _prefill(self, input_ids) -> None:
+    def _prefill(self, input_ids, attention_mask=None) -> None:
+        """Prefill the cache; `attention_mask` (0 = left padding) only for ragged batches, whose rows'
+        positions start after their padding as in transformers' generate."""
         torch = self.backend._torch
         batch, ctx = input_ids.shape
         self.cache.reset()
-        position_ids = torch.arange(ctx, device=input_ids.device).unsqueeze(0).expand(batch, -1)
+        if attention_mask is None:
+            position_ids = torch.arange(ctx, device=input_ids.device).unsqueeze(0).expand(batch, -1)
+            self.pad_tokens.zero_()
+        else:
+            position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+            self.pad_tokens.copy_((attention_mask.shape[1] - attention_mask.sum(-1, keepdim=True)).to(torch.long))
         self._use_decode_experts(False)
         # The cache allocates its tensors on the first update: do that one uncompiled.
         fn = self._prefill_fn if self._initialized else self._prefill_logits
         eager_prefill = bool(self._layer_fns) and not (self._initialized and self.backend.compile_prefill)
         with torch.compiler.set_stance("force_eager") if eager_prefill else contextlib.nullcontext():
-            logits = fn(input_ids, position_ids)
+            logits = fn(input_ids, position_ids) if attention_mask is None else self._prefill_logits(
+                input_ids, position_ids, attention_mask)
         self._initialized = True
         nxt = sample_next_tokens(logits, self.backend.sampling)
         self.cur_tokens.copy_(nxt[:, None])
@@ -714,8 +728,16 @@ class _LeanDecoder:
             self._pin_sliding_counters()
             self._decode_fn()
 
-    def generate(self, input_ids, gen_tokens: int, on_token: TokenHook | None) -> GenerationOutput:
+    def generate(self, input_ids, gen_tokens: int, on_token: TokenHook | None, attention_mask=None) -> GenerationOutput:
+        """Prefill + decode. `attention_mask` matters only when it hides left padding (a ragged
+        batch): `graphed` mode only, as a compiled whole step builds transformers' own masks."""
         torch = self.backend._torch
+        if attention_mask is not None and bool((attention_mask == 0).any()):
+            if self.backend.mode != "graphed" or self._sliding:
+                raise BadInput("ragged (left-padded) batches run in the lean loop in graphed mode only, and not "
+                               "for sliding-window models; use eager or static")
+        else:
+            attention_mask = None
         if input_ids.shape[0] != self.batch_size or input_ids.shape[1] + gen_tokens > self.max_cache_tokens:
             raise BadInput(
                 f"compiled mode was prepared for batch {self.batch_size} and {self.max_cache_tokens} cached tokens, "
@@ -731,13 +753,13 @@ class _LeanDecoder:
         with torch.inference_mode(), self._own_attention(), self._compiled_layers():
             if self.backend.use_cuda_graph and self._graph is None:
                 # Capture needs a prefilled cache; the capture's own steps are discarded by the next prefill.
-                self._prefill(input_ids)
+                self._prefill(input_ids, attention_mask)
                 self._capture()
             sync = self.backend.sync
             times: list[int] = []
             sync()
             start = clock_ns()
-            self._prefill(input_ids)
+            self._prefill(input_ids, attention_mask)
             sync()
             t = clock_ns()
             times.append(t)
