@@ -1,4 +1,4 @@
-"""`wattlens predict` / `wattlens train` on a fresh install (no dataset, no fitted model shipped)."""
+"""`wattlens predict` / `wattlens train`: the shipped predictor, the uncalibrated fallback, refitting."""
 
 import json
 import subprocess
@@ -16,8 +16,30 @@ runner = CliRunner()
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-def test_predict_without_dataset_is_labelled_uncalibrated():
-    assert not P.DEFAULT_PREDICTOR.exists() or P.load_bundle().calibrated
+def test_shipped_predictor_is_calibrated_json_on_measured_rows():
+    bundle = P.load_bundle()
+    assert P.DEFAULT_PREDICTOR.suffix == ".json" and bundle.calibrated and bundle.learner == "physics_linear"
+    assert bundle.trained_on["rows"] >= 100 and len(bundle.trained_on["gpus"]) >= 2
+    lo, hi = bundle.log_interval
+    assert lo < 0 < hi and all(v >= 0 for v in bundle.model.theta)
+
+
+def test_fresh_install_predicts_with_shipped_predictor_without_dataset_or_sklearn(tmp_path):
+    """A fresh process, run from an empty folder (no dataset anywhere near): calibrated answer, no sklearn."""
+    code = ("import sys, json, contextlib, io; from wattlens.cli.app import main\n"
+            "sys.argv=['wattlens','predict','--model','llama-3.1-8b','--gpu','H100','--input','300','--output','300',"
+            "'--batch','8','--json']\nbuf = io.StringIO()\nwith contextlib.redirect_stdout(buf):\n"
+            "    try: main()\n    except SystemExit: pass\n"
+            "doc = json.loads(buf.getvalue()); print(doc['calibrated'], doc['learner'], 'sklearn' in sys.modules, "
+            "doc['total_energy_low_j'] < doc['total_energy_per_prompt_j'] < doc['total_energy_high_j'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                         env={"PYTHONPATH": str(SRC)})
+    assert out.stdout.split() == ["True", "physics_linear", "False", "True"], out.stderr
+
+
+def test_predict_without_any_predictor_is_labelled_uncalibrated(monkeypatch, tmp_path):
+    monkeypatch.setattr(P, "DEFAULT_PREDICTOR", tmp_path / "none.json")
+    assert not P.load_bundle().calibrated
     r = runner.invoke(app, ["predict", "--model", "llama-3.1-8b", "--gpu", "H100", "--input", "300", "--output", "300",
                             "--batch", "8", "--json"])
     assert r.exit_code == 0, r.output

@@ -13,6 +13,7 @@ pytest.importorskip("sklearn")
 
 from wattlens.analysis import predictor as P  # noqa: E402
 from wattlens.analysis.predict_features import ALL_FEATURES  # noqa: E402
+from wattlens.core.errors import BadInput  # noqa: E402
 
 MODELS = [("llama-3.2-1b", {}), ("llama-3.2-1b", {"num_hidden_layers": 8}), ("llama-3.2-3b", {}),
           ("qwen2.5-0.5b", {}), ("qwen2.5-0.5b", {"hidden_size": 1024, "num_attention_heads": 16}),
@@ -136,6 +137,22 @@ def test_fit_save_load_predict(tmp_path, data):
     out = b2.predict_features(X[:3])
     assert np.allclose(out["energy_per_prompt_j"], b.predict_features(X[:3])["energy_per_prompt_j"])
     assert np.all(out["energy_low_j"] < out["energy_per_prompt_j"]) and np.all(out["energy_high_j"] > out["energy_per_prompt_j"])
+
+
+@pytest.mark.parametrize("learner", ["physics", "physics_linear"])
+def test_physics_bundles_save_as_json_and_others_refuse(tmp_path, data, learner):
+    df, X, y = data
+    b = P.fit_bundle(X, y, learner, groups=df["family"], trained_on={"rows": len(y)})
+    P.save_bundle(b, tmp_path / "p.json")
+    b2 = P.load_bundle(tmp_path / "p.json")
+    assert b2.calibrated and b2.trained_on == {"rows": len(y)} and b2.log_interval == b.log_interval
+    assert np.allclose(b2.predict_features(X[:5])["energy_per_prompt_j"], b.predict_features(X[:5])["energy_per_prompt_j"])
+    rf = P.fit_bundle(X, y, "physics_residual")
+    with pytest.raises(BadInput, match="only the physics learners"):
+        P.save_bundle(rf, tmp_path / "rf.json")
+    (tmp_path / "bad.json").write_text('{"format": "other"}')
+    with pytest.raises(BadInput, match="not a wattlens predictor"):
+        P.load_bundle(tmp_path / "bad.json")
 
 
 def test_dataset_roundtrip_csv(tmp_path, data):

@@ -146,11 +146,12 @@ def regression_metrics(y_true_j: Sequence[float], y_pred_j: Sequence[float]) -> 
 # ---- learners ----------------------------------------------------------------------------------
 
 LEARNERS = ("linear", "elastic_net", "svm_linear", "random_forest", "xgb_tree", "xgb_linear", "physics",
-            "physics_residual")
+            "physics_residual", "physics_linear")
 STUDY_NAMES = {  # row labels of the study's tables
     "linear": "Linear Model", "elastic_net": "Glmnet", "svm_linear": "SVM Linear", "random_forest": "Random Forest",
     "xgb_tree": "XGB", "xgb_linear": "XGB Linear", "physics": "Physics (roofline x power)",
     "physics_residual": "Physics + learned residual",
+    "physics_linear": "Physics + linear residual",
 }
 _IDX = {name: i for i, name in enumerate(ALL_FEATURES)}
 
@@ -243,6 +244,48 @@ class PhysicsResidualModel:
         return self.physics.predict(X) * np.exp(self.residual.predict(X))
 
 
+class PhysicsLinearModel:
+    """Physics model times exp(a ridge regression of log(measured / physics) on log-scaled features).
+
+    The residual is linear, so it extrapolates smoothly to unmeasured models and GPUs where a tree
+    ensemble would flatten, and the whole model is a few numbers (fitted with scikit-learn, saved as
+    JSON, predicted with numpy alone). The ridge penalty is fixed, not tuned per fold.
+    """
+
+    RIDGE_ALPHA = 100.0
+
+    def __init__(self, theta: Sequence[float] = UNCALIBRATED_THETA, mean=None, scale=None, coef=None,
+                 intercept: float = 0.0):
+        self.physics = PhysicsModel(theta)
+        n = len(ALL_FEATURES)
+        self.mean = np.zeros(n) if mean is None else np.asarray(mean, float)
+        self.scale = np.ones(n) if scale is None else np.asarray(scale, float)
+        self.coef = np.zeros(n) if coef is None else np.asarray(coef, float)
+        self.intercept = float(intercept)
+
+    def fit(self, X, y):
+        from sklearn.linear_model import Ridge
+        from sklearn.preprocessing import StandardScaler
+
+        y = np.asarray(y, dtype=float)
+        self.physics.fit(X, y)
+        r = np.log(y / self.physics.predict(X))
+        Z = _signed_log1p(np.atleast_2d(X))
+        scaler = StandardScaler().fit(Z)
+        ridge = Ridge(alpha=self.RIDGE_ALPHA).fit(scaler.transform(Z), r)
+        self.mean, self.scale = scaler.mean_, scaler.scale_
+        self.coef, self.intercept = np.asarray(ridge.coef_, float), float(ridge.intercept_)
+        return self
+
+    def predict(self, X):
+        Zs = (_signed_log1p(np.atleast_2d(X)) - self.mean) / self.scale
+        return self.physics.predict(X) * np.exp(self.intercept + Zs @ self.coef)
+
+    @property
+    def theta(self):
+        return self.physics.theta
+
+
 # Ensemble sizes (fixed, not tuned). Tests shrink them to stay fast; results use these.
 N_TREES = {"random_forest": 300, "physics_residual": 200, "xgb_tree": 400, "xgb_linear": 200}
 
@@ -261,6 +304,8 @@ def make_learner(name: str, seed: int = 0):
         return PhysicsModel()
     if name == "physics_residual":
         return PhysicsResidualModel(seed)
+    if name == "physics_linear":
+        return PhysicsLinearModel()
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.linear_model import ElasticNet, LinearRegression
     from sklearn.pipeline import make_pipeline
@@ -505,7 +550,10 @@ def table_iii(rows: Sequence[Mapping[str, Any]], unit: str = "wh") -> str:
 
 # ---- fitted bundles and prediction ---------------------------------------------------------------
 
-DEFAULT_PREDICTOR = Path(__file__).with_name("data") / "default_predictor.pkl"
+# The shipped predictor: the physics learner as plain JSON (numbers only: no pickle, no scikit-learn
+# needed, readable across library versions), fitted by `wattlens train --learner physics` on
+# data/predictor/ (see results/predictor/README.md).
+DEFAULT_PREDICTOR = Path(__file__).with_name("data") / "default_predictor.json"
 
 
 @dataclass
@@ -561,11 +609,45 @@ def fit_bundle(X: np.ndarray, y: np.ndarray, learner: str, groups: Sequence[Any]
 
 
 def save_bundle(bundle: PredictorBundle, path: str | Path) -> None:
+    """Pickle, or JSON when `path` ends in .json (physics learners only: their parameters are numbers)."""
     import pickle
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".json":
+        m = bundle.model
+        if not isinstance(m, (PhysicsModel, PhysicsLinearModel)):
+            raise BadInput(f"only the physics learners can be saved as JSON, not {bundle.learner}: use a .pkl path")
+        doc = {"format": "wattlens-predictor", "version": 1, "learner": bundle.learner,
+               "theta": [float(v) for v in m.theta], "time_theta": list(bundle.time_theta),
+               "log_interval": list(bundle.log_interval), "calibrated": bundle.calibrated,
+               "trained_on": bundle.trained_on}
+        if isinstance(m, PhysicsLinearModel):
+            doc["residual"] = {"features": list(ALL_FEATURES), "mean": m.mean.tolist(), "scale": m.scale.tolist(),
+                               "coef": m.coef.tolist(), "intercept": m.intercept,
+                               "ridge_alpha": PhysicsLinearModel.RIDGE_ALPHA}
+        path.write_text(json.dumps(doc, indent=1) + "\n")
+        return
     with open(path, "wb") as f:
         pickle.dump(bundle, f)
+
+
+def _bundle_from_json(p: Path) -> PredictorBundle:
+    try:
+        doc = json.loads(p.read_text())
+        if doc.get("format") != "wattlens-predictor":
+            raise ValueError("not a wattlens predictor")
+        res = doc.get("residual")
+        if res is None:
+            model = PhysicsModel(doc["theta"])
+        elif res["features"] != list(ALL_FEATURES):
+            raise ValueError("it was fitted on another feature set (refit with `wattlens train`)")
+        else:
+            model = PhysicsLinearModel(doc["theta"], res["mean"], res["scale"], res["coef"], res["intercept"])
+        return PredictorBundle(doc["learner"], model, tuple(doc["log_interval"]),
+                               tuple(doc["time_theta"]), bool(doc["calibrated"]), dict(doc.get("trained_on", {})))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise BadInput(f"{p} is not a wattlens predictor: {e}") from None
 
 
 def load_bundle(path: str | Path | None = None) -> PredictorBundle:
@@ -578,6 +660,8 @@ def load_bundle(path: str | Path | None = None) -> PredictorBundle:
         if path:
             raise BadInput(f"no predictor file {p}")
         return uncalibrated_bundle()
+    if p.suffix == ".json":
+        return _bundle_from_json(p)
     try:
         with open(p, "rb") as f:
             bundle = pickle.load(f)

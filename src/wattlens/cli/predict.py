@@ -63,7 +63,8 @@ def register(app: typer.Typer) -> None:
         output_tokens: Annotated[int, typer.Option("--output", help="Generated tokens.")] = 300,
         batch: Annotated[int, typer.Option(help="Prompts per batch (energy is per prompt).")] = 1,
         dtype: Annotated[str, typer.Option(help="bf16 | fp16 | fp32.")] = "bf16",
-        mode: Annotated[str, typer.Option(help="eager | static | compiled | graphed.")] = "static",
+        mode: Annotated[str, typer.Option(help="eager | static | compiled | graphed (the shipped predictor was "
+                                             "measured in graphed mode).")] = "graphed",
         set_: Annotated[list[str] | None, typer.Option("--set", help="Architecture edit key=value (repeatable).")] = None,
         predictor: Annotated[Path | None, typer.Option(help="Fitted predictor file (from `wattlens train`).")] = None,
         conversation: Annotated[Path | None, typer.Option(help="JSON list of turns: predict the whole conversation.")] = None,
@@ -94,6 +95,7 @@ def register(app: typer.Typer) -> None:
         doc: dict[str, Any] = {
             "model": source.name, "overrides": dict(overrides), "gpu": spec.name, "gpu_count": gpus, "batch_size": batch,
             "dtype": dtype, "mode": mode, "learner": bundle.learner, "calibrated": bundle.calibrated,
+            "trained_modes": bundle.trained_on.get("modes"),
             "requests": results, "total_energy_per_prompt_j": total["energy_per_prompt_j"],
             "total_energy_low_j": total["energy_low_j"], "total_energy_high_j": total["energy_high_j"],
             "total_time_s": total["time_s"], "energy_scope": "GPU only (no CPU, host, cooling/PUE)",
@@ -120,8 +122,12 @@ def register(app: typer.Typer) -> None:
                    f"(interval {doc['carbon_low_gco2']:.3f} - {doc['carbon_high_gco2']:.3f})")
         if bundle.calibrated:
             _print(f"learner: {bundle.learner} (trained on {bundle.trained_on.get('rows', '?')} measured rows)")
+            trained_modes = bundle.trained_on.get("modes")
+            if trained_modes and mode not in trained_modes:
+                _print(f"[yellow]note: the predictor was trained on {', '.join(trained_modes)} mode only; {mode} "
+                       "mode's host overheads are not in its data, so treat the figure as a lower bound.[/]")
         else:
-            _print(f"[yellow]learner: {bundle.learner}[/]\n[yellow]no measured dataset is shipped yet: the figure is a "
+            _print(f"[yellow]learner: {bundle.learner}[/]\n[yellow]no fitted predictor was found: the figure is a "
                    "physics estimate with assumed parameters and a x/÷3 interval, not a calibrated prediction.[/]")
 
     @app.command()
@@ -180,6 +186,7 @@ def register(app: typer.Typer) -> None:
         time_s = df["time_s"].to_numpy(float) if "time_s" in df.columns else None
         bundle = fit_bundle(X, y, learner, groups=df["family"], time_s=time_s,
                             trained_on={"rows": len(df), "models": sorted(set(df["model"])),
+                                        "modes": sorted(set(df["mode"])),
                                         "gpus": sorted(set(df["gpu_name"])), "min_batch": min_batch})
         save_bundle(bundle, out)
         _print(f"fitted {learner} on {len(df)} rows ({df['model'].nunique()} models, {df['gpu_name'].nunique()} GPUs); "
