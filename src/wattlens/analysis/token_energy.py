@@ -125,7 +125,7 @@ def energy_at_output_lengths(
     anchors = _anchors(pts, update_period_s)
     last_read_token = pts[-1][0]
     mean_power = pts[-1][2] / pts[-1][1] if pts[-1][1] > 0 else 0.0
-    # the window start: zero by definition; its lag is in every anchor's error already
+    # the window start: zero by definition; its lag is the baseline error added to every answer
     nodes = [_Anchor(0, 0.0, 0.0, 0.0, anchors[0].power_w if anchors else mean_power)] + anchors
 
     def baseline_sd(power_w: float) -> float:  # the window start's lag, uniform over one period
