@@ -401,6 +401,28 @@ def test_compiled_layers_scope_matches_eager_and_leaves_the_model_plain(name):
     assert torch.equal(HFBackend(model, "eager").generate(ids, mask, 10).output_ids, eager)
 
 
+@pytest.mark.slow
+def test_compiled_layers_scope_compiles_one_layer_body_whatever_the_depth():
+    """One graph for the prefill shape and one for the decode step, for 2 layers as for 6: the layer
+    index never becomes a per-layer constant (before, every layer compiled again)."""
+    from torch._dynamo.utils import counters
+
+    from wattlens.models.build import build_model
+    from wattlens.models.catalog import resolve_model
+
+    graphs = []
+    for layers in (2, 6):
+        torch._dynamo.reset()
+        counters.clear()
+        model = build_model(resolve_model("tiny-gqa", (("num_hidden_layers", layers),)), "fp32", "cpu")
+        ids = torch.randint(0, model.config.vocab_size, (1, 12), generator=torch.Generator().manual_seed(3))
+        backend = HFBackend(model, "compiled", compile_scope="layers")
+        for _ in range(2):  # the second call compiles the prefill too
+            backend.generate(ids, torch.ones_like(ids), 4)
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs == [2, 2]
+
+
 def test_compile_scope_from_argument_or_environment(monkeypatch):
     from wattlens.backends.hf import COMPILE_SCOPE_ENV
 

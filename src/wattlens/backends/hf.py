@@ -309,6 +309,45 @@ def _decoder_layers(model) -> list:
     return best
 
 
+class _OneLayerCache:
+    """The KV cache as one decoder layer sees it (regional compilation).
+
+    `update` writes this layer's slot whatever index the layer passes, so the layer index never
+    selects anything inside the compiled body and one compiled body serves every layer; otherwise
+    each layer's index is a constant, and torch.compile compiles every layer again (and falls back
+    to eager past its recompile limit). Anything else is the whole cache's.
+    """
+
+    def __init__(self, layer_cache, whole_cache):
+        self.layer_cache = layer_cache
+        self.whole_cache = whole_cache
+
+    def update(self, key_states, value_states, layer_idx=None, *args, **kwargs):
+        return self.layer_cache.update(key_states, value_states, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.whole_cache, name)
+
+
+def _regional_layer_calls(model, options) -> list:
+    """(layer, call) per decoder layer: `call` runs the layer through ONE compiled function shared by
+    all layers, the layer module and its own cache slot passed in as arguments."""
+    torch = _torch()
+
+    def run_layer(layer, layer_cache, *args, **kwargs):
+        return layer._call_impl(*args, past_key_values=layer_cache, **kwargs)
+
+    compiled = torch.compile(run_layer, fullgraph=True, dynamic=False, options=options)
+    calls = []
+    for index, layer in enumerate(_decoder_layers(model)):
+        def call(*args, past_key_values=None, _layer=layer, _index=index, **kwargs):
+            if past_key_values is None:
+                return compiled(_layer, None, *args, **kwargs)
+            return compiled(_layer, _OneLayerCache(past_key_values.layers[_index], past_key_values), *args, **kwargs)
+        calls.append((layer, call))
+    return calls
+
+
 def _has_experts(model) -> bool:
     """True for MoE models whose experts kernel transformers lets us switch (prefill vs decode)."""
     cfg = model.config
@@ -411,7 +450,7 @@ class HFBackend:
             if self.mode == "graphed":
                 step, prefill = "model's own kernels, uncompiled", "eager forward"
             else:
-                per_layer = " of each decoder layer" if self.compile_scope == "layers" else ""
+                per_layer = " of each decoder layer (one body shared by all)" if self.compile_scope == "layers" else ""
                 tuning = ", coordinate_descent_tuning" if self.is_cuda else ""
                 step = f"torch.compile(fullgraph{tuning}){per_layer}"
                 prefill = f"torch.compile{per_layer}" if self.compile_prefill else "eager forward"
@@ -549,10 +588,7 @@ class _LeanDecoder:
                 self._prefill_fn = torch.compile(self._prefill_logits, fullgraph=True, dynamic=False)
         self._layer_fns = []
         if compiling and backend.compile_scope == "layers":
-            self._layer_fns = [
-                (layer, torch.compile(layer._call_impl, fullgraph=True, dynamic=False, options=decode_options))
-                for layer in _decoder_layers(self.model)
-            ]
+            self._layer_fns = _regional_layer_calls(self.model, decode_options)
         self._graph = None
         self._initialized = False
         self._sliding = self._sliding_window_tokens() is not None
@@ -606,12 +642,18 @@ class _LeanDecoder:
 
     @contextmanager
     def _compiled_layers(self):
-        """Regional compilation: the decoder layers call their compiled forward while this loop runs
-        (prefill too unless `compile_prefill` is off); the shared model is plain again afterwards."""
+        """Regional compilation: the decoder layers call the one compiled layer body while this loop
+        runs (prefill too unless `compile_prefill` is off); the shared model is plain again afterwards."""
+        if not self._layer_fns:
+            yield
+            return
+        torch = self.backend._torch
         for layer, fn in self._layer_fns:
             layer._compiled_call_impl = fn
         try:
-            yield
+            # layer_idx and other int attributes become symbolic instead of per-layer constants
+            with torch._dynamo.config.patch(allow_unspec_int_on_nn_module=True):
+                yield
         finally:
             for layer, _ in self._layer_fns:
                 layer._compiled_call_impl = None
