@@ -10,6 +10,9 @@ Two questions decide the next GPU runs (results/README.md):
 Random bf16 weights. Writes one JSON after every measurement, so a cut-off run keeps what it did.
 
     PYTHONPATH=src python benchmarks/lean_modes_probe.py --out $OUT [--models llama-3.1-8b,...]
+    # regional vs whole-step compile only:
+    PYTHONPATH=src python benchmarks/lean_modes_probe.py --out $OUT --models llama-3.1-8b --batches "" \
+        --scopes layers,model
 """
 
 from __future__ import annotations
@@ -68,7 +71,8 @@ def main() -> int:
     p.add_argument("--ctx", type=int, default=1000)
     p.add_argument("--gen", type=int, default=128)
     p.add_argument("--batches", default="1,8,64")
-    p.add_argument("--regional", default="llama-3.1-8b", help="models also run compiled with scope layers")
+    p.add_argument("--regional", default="llama-3.1-8b", help="models also run compiled (batch 1)")
+    p.add_argument("--scopes", default="layers", help="compile scopes for those models, e.g. layers,model")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     spec = gpu_spec_by_name(torch.cuda.get_device_name(0))
@@ -87,9 +91,9 @@ def main() -> int:
         model = build_model(source, "bf16", "cuda")
         facts = model_facts(model.config.to_dict())
         print(f"{item}: built in {time.perf_counter() - t0:.1f} s", flush=True)
-        runs = [("graphed", None, b) for b in map(int, args.batches.split(","))]
+        runs = [("graphed", None, int(b)) for b in args.batches.split(",") if b]  # --batches "" skips graphed
         if name in args.regional.split(","):
-            runs.append(("compiled", "layers", 1))
+            runs += [("compiled", scope, 1) for scope in args.scopes.split(",") if scope]
         for mode, scope, batch in runs:
             try:
                 row = probe(model, facts, spec, mode, scope, batch, args.ctx, args.gen)
