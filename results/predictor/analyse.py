@@ -5,14 +5,17 @@ Usage (repo root):
       --dataset data/predictor/energy_v1.csv --out results/predictor
 Writes: the dataset CSV; table_ii_cv.md (repeated 5x5 CV, study's Table II); table_loao.md and
 table_logo.md (study's Table III layout, pooled and per held-out group, batch >= 8 and all);
-ecologits.md (EcoLogits' formula on the same held-out points); mixed_size.{md,png} when the
-exports hold ragged (mixed-size) trials; commands.md. Every figure comes from the given exports.
+ecologits.md (EcoLogits' formula on the same held-out points); mixed_size.{md,png} and
+mixed_size_shipped.{md,png} when the exports hold ragged (mixed-size) trials; commands.md. Every
+figure comes from the given exports.
 
 Mixed-size validation (the study's Fig. 12): ragged trials are not training rows. The learner with
 the lowest pooled leave-one-architecture-out MAPE (random forest when LOAO cannot be computed) is
 fitted on all uniform rows; each prompt of a ragged batch is predicted at its own input length and
 at the batch's padded length (transformers left-pads, so every row is computed at the longest), at
-the batch's size and output length; the sums are compared with the measured batch energy.
+the batch's size and output length; the sums are compared with the measured batch energy. The same
+comparison with the shipped predictor's learner (`SHIPPED_LEARNER`) goes to mixed_size_shipped.*:
+a tree cannot interpolate between the batch sizes it was trained on, a smooth learner can.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from wattlens.analysis.predict_dataset import (DEFAULT_MAX_REL_UNCERTAINTY, mixe
                                                run_versions)
 from wattlens.models.arithmetic import model_facts
 from wattlens.store.export import results_from_json
+
+SHIPPED_LEARNER = "physics_linear"  # src/wattlens/analysis/data/default_predictor.json
 
 
 def main(argv=None) -> int:
@@ -90,7 +95,10 @@ def main(argv=None) -> int:
     (a.out / "ecologits.md").write_text("\n".join(eco_lines) + "\n")
     mixed = mixed_rows_from_trials(trials)
     if mixed:
-        mixed_size_validation(df, X, y, mixed, mixed_learner, a.out)
+        mixed_size_validation(df, X, y, mixed, mixed_learner, a.out, rule="lowest pooled leave-one-architecture-out "
+                              "MAPE, or random forest when LOAO could not be computed")
+        mixed_size_validation(df, X, y, mixed, SHIPPED_LEARNER, a.out, rule="the shipped predictor's learner",
+                              stem="mixed_size_shipped")
     (a.out / "commands.md").write_text("```\n" + " ".join(["python3", *sys.argv]) + "\n```\n")
     return 0
 
@@ -103,8 +111,8 @@ def _per_prompt_predictions_j(model, rows: list[dict]) -> np.ndarray:
 
 
 def mixed_size_validation(df: pd.DataFrame, X: np.ndarray, y: np.ndarray, mixed: list[dict], learner: str,
-                          out: Path, seed: int = 0) -> dict:
-    """Fit `learner` on the uniform rows, predict every ragged batch two ways, write mixed_size.{md,png}."""
+                          out: Path, seed: int = 0, rule: str = "", stem: str = "mixed_size") -> dict:
+    """Fit `learner` on the uniform rows, predict every ragged batch two ways, write <stem>.{md,png}."""
     model = P.make_learner(learner, seed).fit(X, y)
     measured, own, padded, sizes, table = [], [], [], [], []
     for m in mixed:
@@ -130,8 +138,7 @@ def mixed_size_validation(df: pd.DataFrame, X: np.ndarray, y: np.ndarray, mixed:
     lines = [
         f"# Mixed-size batches (the study's Fig. 12): {len(mixed)} measured batches",
         "",
-        f"Learner: `{learner}` (lowest pooled leave-one-architecture-out MAPE, or random forest when LOAO "
-        f"could not be computed), fitted on all {len(y)} uniform rows. Each prompt is predicted at the "
+        f"Learner: `{learner}` ({rule}), fitted on all {len(y)} uniform rows. Each prompt is predicted at the "
         "batch's size and output length, at its own input length and at the padded (longest) one; "
         "a batch's prediction is the sum over its prompts.",
         "",
@@ -145,8 +152,8 @@ def mixed_size_validation(df: pd.DataFrame, X: np.ndarray, y: np.ndarray, mixed:
         "|---|---|---|---|---|---|---|---|---|---|---|",
         *table,
     ]
-    (out / "mixed_size.md").write_text("\n".join(lines) + "\n")
-    P.plot_mixed_size(measured, own, out / "mixed_size.png",
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    P.plot_mixed_size(measured, own, out / f"{stem}.png",
                       f"mixed-size batches, {learner} (n={len(mixed)})", padded_predicted_batch_j=padded)
     return {"learner": learner, "own": s_own, "padded": s_pad}
 
