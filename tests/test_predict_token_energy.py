@@ -86,3 +86,12 @@ def test_power_timeline_fallback_integrates():
     p = [400.0 if x < 0.2 else 250.0 for x in t]
     reads = cumulative_reads_from_power(t, p, times, [1, 50])
     assert reads[1][2] == pytest.approx(energy(times[49]), rel=0.03)
+
+
+def test_lengths_after_the_last_new_counter_value_extend_at_its_power():
+    times, energy = steady()
+    reads = counter_reads(energy, times, [10, 11], 0.05)  # the last read shows no new value
+    assert reads[0][2] == reads[1][2]
+    out = energy_at_output_lengths(times, reads, [10, 11], PERIOD)
+    assert out[1].source == "interpolated" and out[1].energy_j > out[0].energy_j
+    assert abs(out[1].energy_j - energy(out[1].time_s)) <= 3 * out[1].uncertainty_j
