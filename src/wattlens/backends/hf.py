@@ -7,9 +7,8 @@
   decode step is one graph replay with no per-step host work or allocation. This is the mode that
   approximates what an optimised serving engine achieves for one request stream. Its compile
   scope is `model` (the whole step traced at once; minutes of compilation for a 64-layer model)
-  or `layers` ("regional": each decoder layer compiled on its own; transformers' layers differ in
-  their `layer_idx`, so each is still traced once, and on the H100 it did not compile an 8B model
-  faster: results/h100/lean-modes/).
+  or `layers` ("regional": one compiled decoder-layer body runs every layer, each layer's module
+  and cache slot passed in; CPU-tested, not yet measured on a GPU: docs/serving-modes.md).
 - `graphed`: the same lean loop with the model's own uncompiled kernels, captured in a CUDA graph:
   decode is GPU-bound like `compiled` but a new shape costs a capture (seconds), not a compile.
 
@@ -314,8 +313,8 @@ class _OneLayerCache:
 
     `update` writes this layer's slot whatever index the layer passes, so the layer index never
     selects anything inside the compiled body and one compiled body serves every layer; otherwise
-    each layer's index is a constant, and torch.compile compiles every layer again (and falls back
-    to eager past its recompile limit). Anything else is the whole cache's.
+    each layer's index is a constant, and torch.compile compiles every layer again. Anything else
+    is the whole cache's.
     """
 
     def __init__(self, layer_cache, whole_cache):
@@ -341,9 +340,9 @@ def _regional_layer_calls(model, options) -> list:
     calls = []
     for index, layer in enumerate(_decoder_layers(model)):
         def call(*args, past_key_values=None, _layer=layer, _index=index, **kwargs):
-            if past_key_values is None:
-                return compiled(_layer, None, *args, **kwargs)
-            return compiled(_layer, _OneLayerCache(past_key_values.layers[_index], past_key_values), *args, **kwargs)
+            layer_cache = (None if past_key_values is None
+                           else _OneLayerCache(past_key_values.layers[_index], past_key_values))
+            return compiled(_layer, layer_cache, *args, **kwargs)
         calls.append((layer, call))
     return calls
 
@@ -734,8 +733,7 @@ class _LeanDecoder:
         fn = self._prefill_fn if self._initialized else self._prefill_logits
         eager_prefill = bool(self._layer_fns) and not (self._initialized and self.backend.compile_prefill)
         with torch.compiler.set_stance("force_eager") if eager_prefill else contextlib.nullcontext():
-            logits = fn(input_ids, position_ids) if attention_mask is None else self._prefill_logits(
-                input_ids, position_ids, attention_mask)
+            logits = fn(input_ids, position_ids, attention_mask)
         self._initialized = True
         nxt = sample_next_tokens(logits, self.backend.sampling)
         self.cur_tokens.copy_(nxt[:, None])
