@@ -550,9 +550,9 @@ def table_iii(rows: Sequence[Mapping[str, Any]], unit: str = "wh") -> str:
 
 # ---- fitted bundles and prediction ---------------------------------------------------------------
 
-# The shipped predictor: the physics learner as plain JSON (numbers only: no pickle, no scikit-learn
-# needed, readable across library versions), fitted by `wattlens train --learner physics` on
-# data/predictor/ (see results/predictor/README.md).
+# The shipped predictor: a physics learner (`physics_linear`) as plain JSON (numbers only: no pickle,
+# no scikit-learn needed, readable across library versions), fitted by `wattlens train --learner
+# physics_linear` on data/predictor/ (see results/predictor/README.md).
 DEFAULT_PREDICTOR = Path(__file__).with_name("data") / "default_predictor.json"
 
 

@@ -125,7 +125,8 @@ def register(app: typer.Typer) -> None:
             trained_modes = bundle.trained_on.get("modes")
             if trained_modes and mode not in trained_modes:
                 _print(f"[yellow]note: the predictor was trained on {', '.join(trained_modes)} mode only; {mode} "
-                       "mode's host overheads are not in its data, so treat the figure as a lower bound.[/]")
+                       "mode's speed is not in its data (eager and static decode slower than graphed, so the "
+                       "figure is then low; compiled faster, so it is then high).[/]")
         else:
             _print(f"[yellow]learner: {bundle.learner}[/]\n[yellow]no fitted predictor was found: the figure is a "
                    "physics estimate with assumed parameters and a x/÷3 interval, not a calibrated prediction.[/]")
