@@ -436,3 +436,29 @@ def test_compile_scope_from_argument_or_environment(monkeypatch):
     monkeypatch.setenv(COMPILE_SCOPE_ENV, "everything")
     with pytest.raises(BadInput, match=COMPILE_SCOPE_ENV):
         HFBackend(model, "compiled")
+
+
+def test_compile_scope_in_a_trial_spec_and_sweep(monkeypatch):
+    """A sweep or study can ask for the scope per trial: validated, part of the id only when set,
+    round-tripped through the store's dict, shown in the mode label, and passed to the backend
+    ahead of the environment."""
+    import json
+
+    from wattlens.backends.hf import COMPILE_SCOPE_ENV
+    from wattlens.core.spec import TrialSpec
+    from wattlens.runner.sweep import plan_from_dict
+
+    # the id this trial was stored under before the field existed (results/h100/gpt-oss-20b-study)
+    plain = TrialSpec(model="qwen3-32b", ctx_tokens=2048, gen_tokens=64, mode="compiled")
+    assert "compile_scope" not in plain.to_dict() and plain.trial_id == "d31b11f8279831d9"
+    (spec,) = plan_from_dict({"models": "tiny-gqa", "mode": "compiled", "compile_scope": "layers"}).specs
+    spec.validate()
+    back = TrialSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert back == spec and spec.mode_label == "compiled[layers]" and plain.mode_label == "compiled"
+    assert spec.trial_id != spec.with_(compile_scope="").trial_id
+    for bad in (dict(mode="compiled", compile_scope="regional"), dict(mode="eager", compile_scope="layers")):
+        with pytest.raises(BadInput, match="compile_scope"):
+            TrialSpec(model="tiny-gqa", **bad).validate()
+    monkeypatch.setenv(COMPILE_SCOPE_ENV, "model")
+    backend = HFBackend(_model("tiny-gqa"), spec.mode, spec.sampling, compile_scope=spec.compile_scope or None)
+    assert backend.compile_scope == "layers"

@@ -2,8 +2,8 @@
 # GPT-OSS-20B deployment study on one NVIDIA H100 80GB, split into parts so each GPU command stays
 # under 10 minutes. Usage (repo root, on the GPU machine; OUT = an empty folder that comes back):
 #   OUT=<dir> bash results/h100/gpt-oss-20b-study/run.sh PART [PART ...]
-# Parts (see src/wattlens/runner/studies/gpt-oss-20b.yaml): moe, moe_ablations, dense_a, dense_b,
-# compiled_moe, compiled_dense_a, compiled_dense_b. Per part it writes store-<part>.json,
+# Parts (see src/wattlens/runner/studies/gpt-oss-20b.yaml): moe, moe_ablations, dense_a, dense_b.
+# Per part it writes store-<part>.json,
 # log-<part>.txt, env-<part>.json, command-<part>.txt (with any WATTLENS_* setting it ran under) and
 # seconds-<part>.txt (wall seconds of the study command). With several parts they are packed into
 # $OUT/study-<parts>.tar.gz (the device tool brings back at most 8 files); untar them into this folder.

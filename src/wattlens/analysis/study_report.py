@@ -437,7 +437,10 @@ def _t12(c: _Ctx) -> tuple[str, list[str]]:
         first = r == c.roles[0] and mode == "eager" and ctx == c.short_ctx
         p_tok = _pub(c.pub, 12, "transformers", "p50_tok_s") if first else None
         p_s = _pub(c.pub, 12, "transformers", "p50_time_s") if first else None
-        rows.append([c.label[r], names[mode], str(ctx), fmt_number(tok_s) if tok_s else _absent(t) if not _ok(t) else
+        serving = names[mode]
+        if t is not None and t.spec.compile_scope == "layers":
+            serving += " (regional: one compiled decoder-layer body)"
+        rows.append([c.label[r], serving, str(ctx), fmt_number(tok_s) if tok_s else _absent(t) if not _ok(t) else
                      MISSING, _pub_cell(p_tok) if first else MISSING, _ratio(tok_s, p_tok), _ours(t, "e2e_p50_s"),
                      _pub_cell(p_s) if first else MISSING, _ours(t, "decode_tok_s"), _ours(t, "ttft_ms"),
                      _ours(t, "j_per_1k"), "compare with published" if first else ""])

@@ -26,7 +26,7 @@ from typing import Any
 
 from wattlens.backends.base import GenerationOutput, TokenHook, clock_ns
 from wattlens.core.errors import BadInput
-from wattlens.core.spec import LEAN_LOOP_MODES, MODES, SamplingSpec
+from wattlens.core.spec import COMPILE_SCOPES, LEAN_LOOP_MODES, MODES, SamplingSpec
 
 
 def _torch():
@@ -347,6 +347,12 @@ def _regional_layer_calls(model, options) -> list:
     return calls
 
 
+def _install_layer_calls(layer_calls: list) -> None:
+    """Make each decoder layer run through its compiled call (regional compilation)."""
+    for layer, call in layer_calls:
+        layer._compiled_call_impl = call
+
+
 def _has_experts(model) -> bool:
     """True for MoE models whose experts kernel transformers lets us switch (prefill vs decode)."""
     cfg = model.config
@@ -361,9 +367,6 @@ def _has_experts(model) -> bool:
         return False
 
 
-COMPILE_SCOPES = ("model", "layers")
-"""What `compiled` mode hands to torch.compile: the whole decode step (and prefill), or each
-decoder layer (regional compilation; the rest of the step runs eagerly inside the CUDA graph)."""
 COMPILE_SCOPE_ENV = "WATTLENS_COMPILE_SCOPE"
 
 
@@ -585,9 +588,14 @@ class _LeanDecoder:
             self._decode_fn = torch.compile(self._decode_step, fullgraph=True, dynamic=False, options=decode_options)
             if backend.compile_prefill:
                 self._prefill_fn = torch.compile(self._prefill_logits, fullgraph=True, dynamic=False)
-        self._layer_fns = []
+        self._layer_fns = []  # (layer, call) of the compiled layer body for decode steps
+        self._prefill_layer_fns = []  # the same body for the prefill, compiled as the whole-step prefill is
         if compiling and backend.compile_scope == "layers":
             self._layer_fns = _regional_layer_calls(self.model, decode_options)
+            if backend.compile_prefill:
+                # Coordinate-descent tuning is for one-row decode matmuls; on the prefill it would
+                # only benchmark every fused kernel again at prompt-sized shapes (setup, no gain).
+                self._prefill_layer_fns = _regional_layer_calls(self.model, None)
         self._graph = None
         self._initialized = False
         self._sliding = self._sliding_window_tokens() is not None
@@ -647,8 +655,7 @@ class _LeanDecoder:
             yield
             return
         torch = self.backend._torch
-        for layer, fn in self._layer_fns:
-            layer._compiled_call_impl = fn
+        _install_layer_calls(self._layer_fns)
         try:
             # layer_idx and other int attributes become symbolic instead of per-layer constants
             with torch._dynamo.config.patch(allow_unspec_int_on_nn_module=True):
@@ -731,9 +738,14 @@ class _LeanDecoder:
         self._use_decode_experts(False)
         # The cache allocates its tensors on the first update: do that one uncompiled.
         fn = self._prefill_fn if self._initialized else self._prefill_logits
-        eager_prefill = bool(self._layer_fns) and not (self._initialized and self.backend.compile_prefill)
-        with torch.compiler.set_stance("force_eager") if eager_prefill else contextlib.nullcontext():
-            logits = fn(input_ids, position_ids, attention_mask)
+        eager_prefill = bool(self._layer_fns) and not (self._initialized and self._prefill_layer_fns)
+        if self._layer_fns and not eager_prefill:
+            _install_layer_calls(self._prefill_layer_fns)
+        try:
+            with torch.compiler.set_stance("force_eager") if eager_prefill else contextlib.nullcontext():
+                logits = fn(input_ids, position_ids, attention_mask)
+        finally:
+            _install_layer_calls(self._layer_fns)  # back to the decode body (no-op outside regional compile)
         self._initialized = True
         nxt = sample_next_tokens(logits, self.backend.sampling)
         self.cur_tokens.copy_(nxt[:, None])

@@ -61,7 +61,7 @@ def plan(
         for s in study.parts[p]:
             _, facts = check_spec(s)
             verdict = fit_verdict(s, facts, limit, f"{assume_device_gb} GB") or ""
-            console.print(f"  {s.trial_id} {s.model} ctx={s.ctx_tokens} gen={s.gen_tokens} {s.dtype} {s.mode} "
+            console.print(f"  {s.trial_id} {s.model} ctx={s.ctx_tokens} gen={s.gen_tokens} {s.dtype} {s.mode_label} "
                           f"{s.sampling.label()} x{s.repeats} {verdict}", highlight=False, soft_wrap=True)
 
 
@@ -117,7 +117,7 @@ def run(
     def show(spec, result) -> None:
         status = "ok" if result.status == "ok" else f"[red]failed[/]: {(result.error or '').splitlines()[0][:160]}"
         err_console.print(f"{time.perf_counter() - t0:7.1f} s  {spec.model} ctx={spec.ctx_tokens} {spec.dtype} "
-                          f"{spec.mode} {spec.sampling.label()} x{spec.repeats}: {status}", highlight=False)
+                          f"{spec.mode_label} {spec.sampling.label()} x{spec.repeats}: {status}", highlight=False)
 
     try:
         results = run_specs(todo, session, on_trial=show)

@@ -26,6 +26,11 @@ LEAN_LOOP_MODES = ("compiled", "graphed")
 
 PROMPT_KINDS = ("synthetic", "text")
 
+COMPILE_SCOPES = ("model", "layers")
+"""What `compiled` mode hands to torch.compile: the whole decode step and prefill ("model"), or one
+decoder-layer body that every layer runs through ("layers", regional compilation: its setup does
+not grow with depth; the rest of the step runs uncompiled inside the same CUDA graph)."""
+
 
 @dataclass(frozen=True)
 class SamplingSpec:
@@ -76,6 +81,7 @@ class TrialSpec:
     device: str = "auto"
     seed: int = 0
     prompt_lengths: tuple[int, ...] = ()  # input tokens of each row of a ragged batch; () = all ctx_tokens
+    compile_scope: str = ""  # compiled mode: "model" or "layers" (COMPILE_SCOPES); "" = the backend's default
 
     @property
     def ragged(self) -> bool:
@@ -105,6 +111,11 @@ class TrialSpec:
         if self.prompt not in PROMPT_KINDS:
             raise BadInput(f"unsupported prompt kind {self.prompt!r}; choose one of {', '.join(PROMPT_KINDS)}")
         self.sampling.validate()
+        if self.compile_scope:
+            if self.compile_scope not in COMPILE_SCOPES:
+                raise BadInput(f"unsupported compile_scope {self.compile_scope!r}; choose one of {', '.join(COMPILE_SCOPES)}")
+            if self.mode != "compiled":
+                raise BadInput(f"compile_scope applies to mode 'compiled' only, not {self.mode!r}")
         if self.prompt_lengths:
             self._validate_prompt_lengths()
 
@@ -124,6 +135,8 @@ class TrialSpec:
             d["prompt_lengths"] = list(self.prompt_lengths)
         else:
             del d["prompt_lengths"]  # absent when uniform, so ids of existing stores do not change
+        if not self.compile_scope:
+            del d["compile_scope"]  # absent when unset, for the same reason
         return d
 
     @classmethod
@@ -149,6 +162,11 @@ class TrialSpec:
 
     def with_(self, **changes: Any) -> TrialSpec:
         return replace(self, **changes)
+
+    @property
+    def mode_label(self) -> str:
+        """The serving mode with its compile scope when one is set, e.g. 'compiled[layers]'."""
+        return f"{self.mode}[{self.compile_scope}]" if self.compile_scope else self.mode
 
     def model_key(self) -> tuple:
         """Trials with equal keys share one built model (a sweep orders by this)."""

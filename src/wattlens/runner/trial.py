@@ -181,7 +181,7 @@ def run_trial(
         model = models.get(spec, source, device)
         session.claim_own_gpu_processes()
         prompt = make_prompt(spec, source, facts, device)
-        backend = HFBackend(model, spec.mode, spec.sampling)
+        backend = HFBackend(model, spec.mode, spec.sampling, compile_scope=spec.compile_scope or None)
         compiled_before = compile_seconds_by_phase() if spec.mode != "eager" else {}
         setup_start = time.perf_counter()
         backend.prepare(spec.batch_size, spec.ctx_tokens, spec.gen_tokens)
