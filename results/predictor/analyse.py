@@ -14,7 +14,9 @@ Mixed-size validation (the study's Fig. 12): ragged trials are not training rows
 the lowest pooled leave-one-architecture-out MAPE (random forest when LOAO cannot be computed) is
 fitted on all uniform rows; each prompt of a ragged batch is predicted at its own input length and
 at the batch's padded length (transformers left-pads, so every row is computed at the longest), at
-the batch's size and output length; the sums are compared with the measured batch energy. The same
+the batch's size and output length; the sums are compared with the measured batch energy, for all
+batches and per serving mode (only batches in the training rows' mode are a fair test; the plot
+shows those). The same
 comparison with the shipped predictor's learner (`SHIPPED_LEARNER`) goes to mixed_size_shipped.*:
 a tree cannot interpolate between the batch sizes it was trained on, a smooth learner can.
 """
@@ -136,20 +138,35 @@ def mixed_size_validation(df: pd.DataFrame, X: np.ndarray, y: np.ndarray, mixed:
                      f"{m['energy_batch_j']:.1f} ± {m['energy_batch_uncertainty_j']:.1f} | {e_own:.1f} | "
                      f"{100 * (e_own / m['energy_batch_j'] - 1):+.1f} | {e_pad:.1f} | "
                      f"{100 * (e_pad / m['energy_batch_j'] - 1):+.1f} | {m['trial_id']} |")
-    s_own = P.mixed_size_summary(measured, own, sizes)
-    s_pad = P.mixed_size_summary(measured, padded, sizes)
     keys = ("batch_mape_pct", "batch_rmse_j", "batch_r2", "per_prompt_rmse_j", "per_prompt_mape_pct")
+    modes = [str(m["mode"]) for m in mixed]
+    trained = sorted(set(df["mode"]))
+    subsets = [("all batches", [True] * len(mixed))]
+    subsets += [(f"{mode} batches" + (" (the training rows' mode)" if mode in trained else ""),
+                 [m == mode for m in modes]) for mode in sorted(set(modes))]
+    summary_rows, summaries = [], {}
+    for name, keep in subsets:
+        pick = lambda values: [v for v, k in zip(values, keep) if k]  # noqa: E731
+        if len(pick(measured)) < 2:
+            continue
+        for how, pred in (("own input length", own), ("padded input length", padded)):
+            stats = P.mixed_size_summary(pick(measured), pick(pred), pick(sizes))
+            summaries[(name, how)] = stats
+            summary_rows.append(f"| {name} (n={len(pick(measured))}) | {how} | "
+                                + " | ".join(P._fmt(stats[k], 3) for k in keys) + " |")
+    s_own, s_pad = summaries[("all batches", "own input length")], summaries[("all batches", "padded input length")]
     lines = [
         f"# Mixed-size batches (the study's Fig. 12): {len(mixed)} measured batches",
         "",
-        f"Learner: `{learner}` ({rule}), fitted on all {len(y)} uniform rows. Each prompt is predicted at the "
-        "batch's size and output length, at its own input length and at the padded (longest) one; "
-        "a batch's prediction is the sum over its prompts.",
+        f"Learner: `{learner}` ({rule}), fitted on all {len(y)} uniform rows (mode: {', '.join(trained)}). Each "
+        "prompt is predicted at the batch's size and output length, at its own input length and at the padded "
+        "(longest) one; a batch's prediction is the sum over its prompts. Batches run in another serving mode "
+        "than the training rows are not a fair test of the predictor (its mode is not a feature); they show "
+        "what a mode costs.",
         "",
-        "| prediction | " + " | ".join(keys) + " |",
-        "|---|" + "---|" * len(keys),
-        "| own input length | " + " | ".join(P._fmt(s_own[k], 3) for k in keys) + " |",
-        "| padded input length | " + " | ".join(P._fmt(s_pad[k], 3) for k in keys) + " |",
+        "| batches | prediction | " + " | ".join(keys) + " |",
+        "|---|---|" + "---|" * len(keys),
+        *summary_rows,
         "",
         "| model | mode | batch | input tokens | output tokens | measured J | own-length J | err % "
         "| padded-length J | err % | trial |",
@@ -157,8 +174,12 @@ def mixed_size_validation(df: pd.DataFrame, X: np.ndarray, y: np.ndarray, mixed:
         *table,
     ]
     (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    P.plot_mixed_size(measured, own, out / f"{stem}.png",
-                      f"mixed-size batches, {learner} (n={len(mixed)})", padded_predicted_batch_j=padded)
+    fair = [m in trained for m in modes]  # the plot shows the fair test only
+    pick = lambda values: [v for v, k in zip(values, fair) if k]  # noqa: E731
+    if any(fair):
+        P.plot_mixed_size(pick(measured), pick(own), out / f"{stem}.png",
+                          f"mixed-size batches in {', '.join(trained)} mode, {learner} (n={sum(fair)})",
+                          padded_predicted_batch_j=pick(padded))
     return {"learner": learner, "own": s_own, "padded": s_pad}
 
 

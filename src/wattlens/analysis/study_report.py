@@ -437,9 +437,7 @@ def _t12(c: _Ctx) -> tuple[str, list[str]]:
         first = r == c.roles[0] and mode == "eager" and ctx == c.short_ctx
         p_tok = _pub(c.pub, 12, "transformers", "p50_tok_s") if first else None
         p_s = _pub(c.pub, 12, "transformers", "p50_time_s") if first else None
-        serving = names[mode]
-        if t is not None and t.spec.compile_scope == "layers":
-            serving += " (regional: one compiled decoder-layer body)"
+        serving = names[mode] + (" (regional: one compiled decoder-layer body)" if _regional(t) else "")
         rows.append([c.label[r], serving, str(ctx), fmt_number(tok_s) if tok_s else _absent(t) if not _ok(t) else
                      MISSING, _pub_cell(p_tok) if first else MISSING, _ratio(tok_s, p_tok), _ours(t, "e2e_p50_s"),
                      _pub_cell(p_s) if first else MISSING, _ours(t, "decode_tok_s"), _ours(t, "ttft_ms"),
@@ -448,6 +446,16 @@ def _t12(c: _Ctx) -> tuple[str, list[str]]:
     rows.append([c.label[c.roles[0]], "vLLM", str(c.headline), vllm_status(), _pub_cell(p_v), MISSING, MISSING,
                  MISSING, MISSING, MISSING, MISSING, ""])
     return f"Table 12: serving mode ({c.gen} generated tokens, bf16, greedy)", [_table(h, rows)]
+
+
+def _regional(t: TrialResult | None) -> bool:
+    """Whether a compiled trial ran with one compiled decoder-layer body: its spec says so, or (trials
+    that chose it through $WATTLENS_COMPILE_SCOPE) the backend description it recorded does."""
+    if t is None or t.spec.mode != "compiled":
+        return False
+    backend = (t.model_facts or {}).get("backend") or {}
+    return t.spec.compile_scope == "layers" or backend.get("compile_scope") == "layers" or (
+        "each decoder layer" in str(backend.get("decode_step", "")))
 
 
 def _licence_class(licence: str | None) -> str:

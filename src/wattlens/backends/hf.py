@@ -456,6 +456,7 @@ class HFBackend:
                 tuning = ", coordinate_descent_tuning" if self.is_cuda else ""
                 step = f"torch.compile(fullgraph{tuning}){per_layer}"
                 prefill = f"torch.compile{per_layer}" if self.compile_prefill else "eager forward"
+                d["compile_scope"] = self.compile_scope
             d.update(
                 loop="wattlens lean decode loop",
                 decode_step=step + (" + CUDA graph" if self.use_cuda_graph else ""),
