@@ -149,3 +149,25 @@ def test_cannot_fit_is_stored_as_failed_trial(tmp_path: Path):
     with ResultStore(tmp_path / "fit.sqlite") as store:
         [stored] = store.load_trials()
     assert stored.status == "failed" and "bytes available" in stored.error
+
+
+def test_a_model_larger_than_host_ram_is_a_failed_trial_not_a_killed_process(tmp_path, monkeypatch):
+    """On the CPU the fit check uses the host's RAM: a model that cannot fit is stored as failed
+    with the bytes needed, before anything is built, and the sweep goes on."""
+    import wattlens.runner.study as study_mod
+    from wattlens.core.spec import TrialSpec
+    from wattlens.runner.session import SessionOptions, open_session
+    from wattlens.runner.trial import ModelHolder, run_trial
+
+    assert study_mod.device_memory_bytes("cpu") > 1_000_000_000  # this host's physical RAM
+    monkeypatch.setattr(study_mod, "device_memory_bytes", lambda device: 50_000_000)  # a 50 MB host
+    session = open_session(tmp_path / "r.sqlite", command="test", device="cpu", options=SessionOptions(calibrate=False))
+    try:
+        too_big = run_trial(TrialSpec(model="llama-3.1-8b", device="cpu", repeats=1, gen_tokens=2), session, ModelHolder())
+        fits = run_trial(TrialSpec(model="tiny-llama", device="cpu", dtype="fp32", repeats=1, gen_tokens=2,
+                                   ctx_tokens=8), session, ModelHolder())
+    finally:
+        session.close()
+    assert too_big.status == "failed" and too_big.error.startswith("MemoryError: cannot fit: ")
+    assert "bytes available on this host's RAM" in too_big.error
+    assert fits.status == "ok"

@@ -12,6 +12,8 @@ needs and how many there are, and the study goes on.
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,9 +167,13 @@ def fit_verdict(spec: TrialSpec, facts: Any, available_bytes: int | None, where:
 
 
 def device_memory_bytes(device: str) -> int | None:
-    """Total memory of a CUDA device as torch sees it; None on the CPU (no limit is checked there)."""
+    """Total memory of a CUDA device as torch sees it; on the CPU the host's physical RAM (an
+    oversized build there is killed by the kernel, taking the sweep with it); None when unknown."""
     if not device.startswith("cuda"):
-        return None
+        try:
+            return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+            return None
     import torch
 
     return int(torch.cuda.mem_get_info(torch.device(device))[1])

@@ -141,6 +141,16 @@ def _gpu_figures(session: Session, dtype: str) -> dict[str, float | None]:
     return {"hbm_bytes_per_s": spec.memory_bandwidth_bytes_per_s, "peak_flops_per_s": peak}
 
 
+def _refuse_if_host_ram_too_small(spec: TrialSpec, facts: Any) -> None:
+    """On the CPU, a model larger than the host's RAM is not built: the kernel would kill the whole
+    process (losing the rest of a sweep), so it becomes a failed trial with the bytes needed."""
+    from wattlens.runner.study import device_memory_bytes, fit_verdict
+
+    reason = fit_verdict(spec, facts, device_memory_bytes("cpu"), "this host's RAM")
+    if reason:
+        raise MemoryError(reason)
+
+
 def run_trial(
     spec: TrialSpec,
     session: Session,
@@ -178,6 +188,8 @@ def run_trial(
     try:
         if on_gpu:
             hygiene = _cooldown_record(session.cooldown())
+        if device == "cpu" and models.key != spec.model_key():
+            _refuse_if_host_ram_too_small(spec, facts)
         model = models.get(spec, source, device)
         session.claim_own_gpu_processes()
         prompt = make_prompt(spec, source, facts, device)
