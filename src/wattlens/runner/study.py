@@ -13,7 +13,6 @@ needs and how many there are, and the study goes on.
 from __future__ import annotations
 
 import os
-
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
