@@ -103,3 +103,32 @@ def test_train_then_predict_with_fitted_model(tmp_path, monkeypatch):
     r = runner.invoke(app, ["predict", "--predictor", str(tmp_path / "p.pkl"), "--json"])
     doc = json.loads(r.output)
     assert doc["calibrated"] is True and doc["learner"] == "physics"
+
+
+def test_train_from_a_store_records_each_runs_software_versions(tmp_path):
+    """Rows built from a results store carry the versions of the run that measured them, and a
+    missing store is a clear error rather than an empty new database."""
+    pytest.importorskip("sklearn")
+    from conftest_store import make_run, make_trial
+
+    from wattlens.store.sqlite import ResultStore
+
+    run = make_run()
+    run.environment = {"libraries": {"wattlens": "0.1.0", "torch": "2.11.0", "transformers": "5.17.0"},
+                       "driver_version": "580.159.04"}
+    db = tmp_path / "r.sqlite"
+    with ResultStore(db) as store:
+        store.start_run(run)
+        for seed in range(12):  # 12 one-row trials: enough rows to fit
+            store.save_trial(make_trial(run_id=run.run_id, seed=seed))
+    r = runner.invoke(app, ["train", "--db", str(db), "--learner", "physics", "--out", str(tmp_path / "p.pkl"),
+                            "--dataset-out", str(tmp_path / "d.csv")])
+    assert r.exit_code == 0, r.output
+    rows = P.load_dataset(tmp_path / "d.csv")
+    assert len(rows) > 0
+    assert set(rows["torch_version"].astype(str)) == {"2.11.0"}
+    assert set(rows["transformers_version"].astype(str)) == {"5.17.0"}
+    assert set(rows["driver_version"].astype(str)) == {"580.159.04"}
+    r = runner.invoke(app, ["train", "--db", str(tmp_path / "none.sqlite"), "--out", str(tmp_path / "q.pkl")])
+    assert r.exit_code != 0 and "no results store" in str(r.exception)
+    assert not (tmp_path / "none.sqlite").exists()

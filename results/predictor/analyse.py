@@ -32,8 +32,7 @@ import numpy as np
 import pandas as pd
 
 from wattlens.analysis import predictor as P
-from wattlens.analysis.predict_dataset import (DEFAULT_MAX_REL_UNCERTAINTY, mixed_rows_from_trials, rows_from_trials,
-                                               run_versions)
+from wattlens.analysis.predict_dataset import DEFAULT_MAX_REL_UNCERTAINTY, mixed_rows_from_trials, rows_from_runs
 from wattlens.models.arithmetic import model_facts
 from wattlens.store.export import results_from_json
 
@@ -52,9 +51,7 @@ def main(argv=None) -> int:
     rows, trials = [], []
     for p in a.exports:
         runs, ts = results_from_json(p)
-        env_by_run = {r.run_id: run_versions(r.environment) for r in runs}
-        for t in ts:
-            rows += rows_from_trials([t], env_by_run.get(t.run_id, {}), max_rel_uncertainty=a.max_rel_uncertainty)
+        rows += rows_from_runs(runs, ts, max_rel_uncertainty=a.max_rel_uncertainty)
         trials += ts
     a.dataset.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(a.dataset, index=False)

@@ -105,6 +105,16 @@ MIXED_COLUMNS = (
 )
 
 
+def rows_from_runs(runs: Iterable[Any], trials: Iterable[Any], **options: Any) -> list[dict[str, Any]]:
+    """`rows_from_trials` for the trials of a store or export, each row with its own run's software
+    versions (`run_versions`); `options` go to `rows_from_trials`."""
+    versions = {r.run_id: run_versions(r.environment) for r in runs}
+    rows: list[dict[str, Any]] = []
+    for t in trials:
+        rows += rows_from_trials([t], versions.get(t.run_id, {}), **options)
+    return rows
+
+
 def mixed_rows_from_trials(trials: Iterable[Any]) -> list[dict[str, Any]]:
     """One record (`MIXED_COLUMNS`) per ragged trial of status 'ok' with measured energy.
 

@@ -144,28 +144,26 @@ def register(app: typer.Typer) -> None:
         """Fit a predictor on your own measurements (store, exported JSON or a dataset file)."""
         import pandas as pd
 
-        from wattlens.analysis.predict_dataset import rows_from_trials
+        from wattlens.analysis.predict_dataset import rows_from_runs
         from wattlens.analysis.predictor import feature_matrix, fit_bundle, load_dataset, save_bundle
 
         frames = []
-        trials: list[Any] = []
+        sources = []  # (runs, trials) per store or export: each row records its own run's versions
         for path in results or []:
             from wattlens.store.export import results_from_json
 
-            trials.extend(results_from_json(path)[1])
+            sources.append(results_from_json(path))
         if db is not None:
-            from wattlens.store.export import nested_json
             from wattlens.store.sqlite import ResultStore
 
-            import tempfile
+            if not Path(db).is_file():
+                raise BadInput(f"no results store {db}")
 
-            with ResultStore(db) as store, tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-                json.dump(nested_json(store), f)
-            from wattlens.store.export import results_from_json
-
-            trials.extend(results_from_json(f.name)[1])
-        if trials:
-            frames.append(pd.DataFrame(rows_from_trials(trials)))
+            with ResultStore(db) as store:
+                sources.append((store.load_runs(), store.load_trials()))
+        rows = [row for runs, trials in sources for row in rows_from_runs(runs, trials)]
+        if rows:
+            frames.append(pd.DataFrame(rows))
         if dataset is not None:
             frames.append(load_dataset(dataset))
         if not frames:
