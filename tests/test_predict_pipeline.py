@@ -160,3 +160,24 @@ def test_dataset_roundtrip_csv(tmp_path, data):
     df.to_csv(tmp_path / "d.csv", index=False)
     back = P.load_dataset(tmp_path / "d.csv")
     assert np.allclose(P.feature_matrix(back), X)
+
+
+def test_time_model_learns_a_residual_the_roofline_basis_misses(tmp_path, data):
+    """SYNTHETIC times (test-only): the NNLS fit on the roofline bases plus a log-linear factor in
+    the batch size that those bases cannot express. The fitted residual recovers it, round-trips
+    through JSON, and a predictor saved before it existed (no `time_residual`) still loads."""
+    df, X, y = data
+    batch = X[:, ALL_FEATURES.index("batch_size")]
+    time_s = (P.time_basis(X) @ np.array([2.0, 1.5, 1.0])) * batch ** 0.15
+    b = P.fit_bundle(X, y, "physics_linear", groups=df["family"], time_s=time_s)
+    assert b.time_residual is not None
+    plain = P.TimeModel(b.time_theta).predict(X)  # the NNLS part alone
+    fitted = b.predict_features(X)["time_s"]
+    assert np.mean(np.abs(fitted / time_s - 1)) < 0.5 * np.mean(np.abs(plain / time_s - 1))
+    P.save_bundle(b, tmp_path / "p.json")
+    assert np.allclose(P.load_bundle(tmp_path / "p.json").predict_features(X[:5])["time_s"], fitted[:5])
+    doc = json.loads((tmp_path / "p.json").read_text())
+    del doc["time_residual"]
+    (tmp_path / "old.json").write_text(json.dumps(doc))
+    old = P.load_bundle(tmp_path / "old.json")
+    assert old.time_residual is None and np.allclose(old.predict_features(X[:5])["time_s"], plain[:5])

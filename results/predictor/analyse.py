@@ -6,7 +6,8 @@ Usage (repo root):
 Writes: the dataset CSV; table_ii_cv.md (repeated 5x5 CV, study's Table II); table_loao.md and
 table_logo.md (study's Table III layout, pooled and per held-out group, batch >= 8 and all);
 table_lomo.md (the study's own protocol: one base model held out, its variants with it);
-ecologits.md (EcoLogits' formula on the same held-out points); mixed_size.{md,png} and
+ecologits.md (EcoLogits' formula on the same held-out points); time.md (the request-time model held
+out by family and GPU); mixed_size.{md,png} and
 mixed_size_shipped.{md,png} when the exports hold ragged (mixed-size) trials; commands.md. Every
 figure comes from the given exports.
 
@@ -96,6 +97,7 @@ def main(argv=None) -> int:
                       "\n".join(f"- {g['group']}: MAPE {g['mape_pct']:.2f}% (n={g['n']})" for g in r.per_group())]
         (a.out / f"table_{label}.md").write_text("\n".join(parts) + "\n")
     (a.out / "ecologits.md").write_text("\n".join(eco_lines) + "\n")
+    time_validation(df, X, big, a.out)
     mixed = mixed_rows_from_trials(trials)
     if mixed:
         mixed_size_validation(df, X, y, mixed, mixed_learner, a.out, rule="lowest pooled leave-one-architecture-out "
@@ -104,6 +106,28 @@ def main(argv=None) -> int:
                               stem="mixed_size_shipped")
     (a.out / "commands.md").write_text("```\n" + " ".join(["python3", *sys.argv]) + "\n```\n")
     return 0
+
+
+def time_validation(df: pd.DataFrame, X: np.ndarray, big: np.ndarray, out: Path) -> None:
+    """time.md: the request time `wattlens predict` prints, held out by family and by GPU, from the
+    NNLS fit on the roofline bases alone and with its log-linear residual (the shipped time model)."""
+    t = df["time_s"].to_numpy(float)
+    lines = ["# Request time (whole batch, s), held out", "",
+             "The time model `wattlens predict` prints: non-negative fit of the prefill-roofline, "
+             "decode-roofline and per-layer-step bases, times a ridge regression of the log residual "
+             "on the log-scaled features (`TimeModel`). Rows with batch >= 8.", "",
+             "| validation | roofline bases alone, MAPE % | with the residual (shipped), MAPE % | n |", "|---|---|---|---|"]
+    for label, col in (("LOAO", "family"), ("LOGO", "gpu_name")):
+        if df[col].nunique() < 2:
+            continue
+        plain, full = np.full(len(t), np.nan), np.full(len(t), np.nan)
+        for _, tr, te in P.leave_one_group_out_indices(df[col].to_numpy()):
+            model = P.TimeModel().fit(X[tr], t[tr])
+            full[te] = model.predict(X[te])
+            plain[te] = P.TimeModel(model.theta).predict(X[te])
+        mape = lambda pred: P.regression_metrics(t[big], pred[big])["mape_pct"]  # noqa: E731
+        lines.append(f"| {label} | {mape(plain):.2f} | {mape(full):.2f} | {int(big.sum())} |")
+    (out / "time.md").write_text("\n".join(lines) + "\n")
 
 
 def _per_prompt_predictions_j(model, rows: list[dict]) -> np.ndarray:

@@ -244,46 +244,88 @@ class PhysicsResidualModel:
         return self.physics.predict(X) * np.exp(self.residual.predict(X))
 
 
-class PhysicsLinearModel:
-    """Physics model times exp(a ridge regression of log(measured / physics) on log-scaled features).
+class LogLinearResidual:
+    """exp(a ridge regression of a log residual on the log-scaled features): the correction the
+    linear learners multiply a physics figure by (energy, and the time `wattlens predict` prints).
 
-    The residual is linear, so it extrapolates smoothly to unmeasured models and GPUs where a tree
-    ensemble would flatten, and the whole model is a few numbers (fitted with scikit-learn, saved as
-    JSON, predicted with numpy alone). The ridge penalty is fixed, not tuned per fold.
+    Linear, so it extrapolates smoothly to unmeasured models and GPUs where a tree ensemble would
+    flatten; a few numbers, fitted with scikit-learn, saved as JSON and applied with numpy alone.
+    The ridge penalty is fixed, not tuned per fold.
     """
 
     RIDGE_ALPHA = 100.0
 
-    def __init__(self, theta: Sequence[float] = UNCALIBRATED_THETA, mean=None, scale=None, coef=None,
-                 intercept: float = 0.0):
-        self.physics = PhysicsModel(theta)
+    def __init__(self, mean=None, scale=None, coef=None, intercept: float = 0.0):
         n = len(ALL_FEATURES)
         self.mean = np.zeros(n) if mean is None else np.asarray(mean, float)
         self.scale = np.ones(n) if scale is None else np.asarray(scale, float)
         self.coef = np.zeros(n) if coef is None else np.asarray(coef, float)
         self.intercept = float(intercept)
 
-    def fit(self, X, y):
+    def fit(self, X, log_residual):
         from sklearn.linear_model import Ridge
         from sklearn.preprocessing import StandardScaler
 
-        y = np.asarray(y, dtype=float)
-        self.physics.fit(X, y)
-        r = np.log(y / self.physics.predict(X))
         Z = _signed_log1p(np.atleast_2d(X))
         scaler = StandardScaler().fit(Z)
-        ridge = Ridge(alpha=self.RIDGE_ALPHA).fit(scaler.transform(Z), r)
+        ridge = Ridge(alpha=self.RIDGE_ALPHA).fit(scaler.transform(Z), np.asarray(log_residual, float))
         self.mean, self.scale = scaler.mean_, scaler.scale_
         self.coef, self.intercept = np.asarray(ridge.coef_, float), float(ridge.intercept_)
         return self
 
-    def predict(self, X):
+    def factor(self, X) -> np.ndarray:
         Zs = (_signed_log1p(np.atleast_2d(X)) - self.mean) / self.scale
-        return self.physics.predict(X) * np.exp(self.intercept + Zs @ self.coef)
+        return np.exp(self.intercept + Zs @ self.coef)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"features": list(ALL_FEATURES), "mean": self.mean.tolist(), "scale": self.scale.tolist(),
+                "coef": self.coef.tolist(), "intercept": self.intercept, "ridge_alpha": self.RIDGE_ALPHA}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> LogLinearResidual:
+        if d["features"] != list(ALL_FEATURES):
+            raise ValueError("it was fitted on another feature set (refit with `wattlens train`)")
+        return cls(d["mean"], d["scale"], d["coef"], d["intercept"])
+
+
+class PhysicsLinearModel:
+    """Physics model times a `LogLinearResidual` of log(measured / physics)."""
+
+    def __init__(self, theta: Sequence[float] = UNCALIBRATED_THETA, residual: LogLinearResidual | None = None):
+        self.physics = PhysicsModel(theta)
+        self.residual = residual or LogLinearResidual()
+
+    def fit(self, X, y):
+        y = np.asarray(y, dtype=float)
+        self.physics.fit(X, y)
+        self.residual.fit(X, np.log(y / self.physics.predict(X)))
+        return self
+
+    def predict(self, X):
+        return self.physics.predict(X) * self.residual.factor(X)
 
     @property
     def theta(self):
         return self.physics.theta
+
+
+class TimeModel:
+    """Request time = time_basis(X) @ theta (non-negative, fitted on relative error), times a
+    `LogLinearResidual` when one was fitted (bundles saved before it existed have none)."""
+
+    def __init__(self, theta: Sequence[float] = UNCALIBRATED_TIME_THETA, residual: LogLinearResidual | None = None):
+        self.theta = np.asarray(theta, float)
+        self.residual = residual
+
+    def fit(self, X, time_s):
+        t = np.asarray(time_s, float)
+        self.theta = _nnls_relative(time_basis(X), t)
+        self.residual = LogLinearResidual().fit(X, np.log(t / np.maximum(time_basis(X) @ self.theta, 1e-12)))
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        t = np.maximum(time_basis(X) @ self.theta, 1e-12)
+        return t * self.residual.factor(X) if self.residual is not None else t
 
 
 # Ensemble sizes (fixed, not tuned). Tests shrink them to stay fast; results use these.
@@ -566,11 +608,12 @@ class PredictorBundle:
     time_theta: tuple[float, float, float]
     calibrated: bool
     trained_on: dict[str, Any] = field(default_factory=dict)
+    time_residual: LogLinearResidual | None = None  # None: the time is the NNLS fit alone
 
     def predict_features(self, X: np.ndarray) -> dict[str, np.ndarray]:
         X = np.atleast_2d(X)
         e = np.asarray(self.model.predict(X), float)
-        t = time_basis(X) @ np.asarray(self.time_theta)
+        t = TimeModel(self.time_theta, getattr(self, "time_residual", None)).predict(X)  # older pickles lack it
         lo, hi = self.log_interval
         return {"energy_per_prompt_j": e, "energy_low_j": e * math.exp(lo), "energy_high_j": e * math.exp(hi),
                 "time_s": t}
@@ -600,12 +643,12 @@ def fit_bundle(X: np.ndarray, y: np.ndarray, learner: str, groups: Sequence[Any]
     r = np.log(y / oof)
     r = r[np.isfinite(r)]
     interval = (float(np.percentile(r, 5)), float(np.percentile(r, 95))) if r.size >= 20 else UNCALIBRATED_LOG_INTERVAL
-    if time_s is not None and np.all(np.isfinite(time_s)) and len(time_s) >= 3:
-        theta_t = tuple(float(v) for v in _nnls_relative(time_basis(X), np.asarray(time_s, float)))
-    else:
-        theta_t = UNCALIBRATED_TIME_THETA
+    time_model = TimeModel()
+    if time_s is not None and np.all(np.isfinite(time_s)) and np.all(np.asarray(time_s) > 0) and len(time_s) >= 3:
+        time_model.fit(X, time_s)
     model = make_learner(learner, seed).fit(X, y)
-    return PredictorBundle(learner, model, interval, theta_t, True, dict(trained_on or {}))
+    return PredictorBundle(learner, model, interval, tuple(float(v) for v in time_model.theta), True,
+                           dict(trained_on or {}), time_model.residual)
 
 
 def save_bundle(bundle: PredictorBundle, path: str | Path) -> None:
@@ -623,9 +666,9 @@ def save_bundle(bundle: PredictorBundle, path: str | Path) -> None:
                "log_interval": list(bundle.log_interval), "calibrated": bundle.calibrated,
                "trained_on": bundle.trained_on}
         if isinstance(m, PhysicsLinearModel):
-            doc["residual"] = {"features": list(ALL_FEATURES), "mean": m.mean.tolist(), "scale": m.scale.tolist(),
-                               "coef": m.coef.tolist(), "intercept": m.intercept,
-                               "ridge_alpha": PhysicsLinearModel.RIDGE_ALPHA}
+            doc["residual"] = m.residual.to_dict()
+        if bundle.time_residual is not None:
+            doc["time_residual"] = bundle.time_residual.to_dict()
         path.write_text(json.dumps(doc, indent=1) + "\n")
         return
     with open(path, "wb") as f:
@@ -638,14 +681,12 @@ def _bundle_from_json(p: Path) -> PredictorBundle:
         if doc.get("format") != "wattlens-predictor":
             raise ValueError("not a wattlens predictor")
         res = doc.get("residual")
-        if res is None:
-            model = PhysicsModel(doc["theta"])
-        elif res["features"] != list(ALL_FEATURES):
-            raise ValueError("it was fitted on another feature set (refit with `wattlens train`)")
-        else:
-            model = PhysicsLinearModel(doc["theta"], res["mean"], res["scale"], res["coef"], res["intercept"])
+        model = (PhysicsModel(doc["theta"]) if res is None
+                 else PhysicsLinearModel(doc["theta"], LogLinearResidual.from_dict(res)))
+        time_res = doc.get("time_residual")
         return PredictorBundle(doc["learner"], model, tuple(doc["log_interval"]),
-                               tuple(doc["time_theta"]), bool(doc["calibrated"]), dict(doc.get("trained_on", {})))
+                               tuple(doc["time_theta"]), bool(doc["calibrated"]), dict(doc.get("trained_on", {})),
+                               LogLinearResidual.from_dict(time_res) if time_res else None)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise BadInput(f"{p} is not a wattlens predictor: {e}") from None
 
