@@ -3,9 +3,8 @@
 # under 10 minutes. Usage (repo root, on the GPU machine; OUT = an empty folder that comes back):
 #   OUT=<dir> bash results/h100/gpt-oss-20b-study/run.sh PART [PART ...]
 # Parts (see src/wattlens/runner/studies/gpt-oss-20b.yaml): moe, moe_ablations, dense_a, dense_b.
-# Per part it writes store-<part>.json,
-# log-<part>.txt, env-<part>.json, command-<part>.txt (with any WATTLENS_* setting it ran under) and
-# seconds-<part>.txt (wall seconds of the study command). With several parts they are packed into
+# Per part it writes store-<part>.json, log-<part>.txt, env-<part>.json, command-<part>.txt (with any
+# WATTLENS_* setting it ran under) and seconds-<part>.txt (wall seconds of the study command). With several parts they are packed into
 # $OUT/study-<parts>.tar.gz (the device tool brings back at most 8 files); untar them into this folder.
 # Parts run one after the other until BUDGET_S (default 560 s from the call's start): each part's
 # study command is cut at the time left (at most 540 s); trials are stored as they finish, so
@@ -25,7 +24,8 @@ fi
 call_start=$(date +%s)
 budget_s=${BUDGET_S:-560}
 settings=$(env | grep -E '^WATTLENS_' | sort | tr '\n' ' ')
-written=()
+written=()  # parts that ran
+files=()  # what they wrote to $OUT
 for part in "$@"; do
   left=$(( budget_s - ($(date +%s) - call_start) - 20 ))  # 20 s kept for the export
   [ $left -gt 540 ] && left=540
@@ -41,14 +41,8 @@ for part in "$@"; do
   $W export --db $db --format json --table all --out "$OUT/store-$part.json"
   grep -E " s  |trials stored|error" "$OUT/log-$part.txt" | tail -n 30
   written+=("$part")
+  files+=("store-$part.json" "log-$part.txt" "env-$part.json" "command-$part.txt" "seconds-$part.txt")
 done
 if [ ${#written[@]} -gt 1 ]; then
-  files=()
-  for part in "${written[@]}"; do
-    for kind in store log env command seconds; do
-      ext=txt; [ $kind = store ] || [ $kind = env ] && ext=json
-      files+=("$kind-$part.$ext")
-    done
-  done
   tar czf "$OUT/study-$(IFS=-; echo "${written[*]}").tar.gz" -C "$OUT" "${files[@]}" && (cd "$OUT" && rm -f "${files[@]}")
 fi

@@ -128,7 +128,7 @@ def energy_at_output_lengths(
     # the window start: zero by definition; its lag is the baseline error added to every answer
     nodes = [_Anchor(0, 0.0, 0.0, 0.0, anchors[0].power_w if anchors else mean_power)] + anchors
 
-    def baseline_sd(power_w: float) -> float:  # the window start's lag, uniform over one period
+    def period_lag_sd(power_w: float) -> float:  # a lag uniform over one period (the window start's, ...)
         return power_w * update_period_s / math.sqrt(12.0)
 
     out = []
@@ -142,22 +142,23 @@ def energy_at_output_lengths(
             continue
         exact = next((a for a in anchors if a.token == n), None)
         if exact is not None:
-            out.append(PrefixEnergy(n, t_n, exact.energy_j, math.hypot(exact.sd_j, baseline_sd(exact.power_w)), "read"))
+            out.append(PrefixEnergy(n, t_n, exact.energy_j, math.hypot(exact.sd_j, period_lag_sd(exact.power_w)), "read"))
             continue
         i1 = next((i for i, a in enumerate(nodes) if a.time_s >= t_n and a.token >= n), None)
         if i1 is None:  # after the last new counter value but before the last read: extend at its power
             a0 = nodes[-1]
             dist = t_n - a0.time_s
             energy = a0.energy_j + a0.power_w * dist
-            sd = math.hypot(a0.sd_j, interp_rel_power_sd * a0.power_w * dist, baseline_sd(a0.power_w),
-                            a0.power_w * update_period_s / math.sqrt(12.0))
+            # the window start's lag, and this length's own over a whole period (no later read shows the next update)
+            sd = math.hypot(a0.sd_j, interp_rel_power_sd * a0.power_w * dist, period_lag_sd(a0.power_w),
+                            period_lag_sd(a0.power_w))
         else:
             a0, a1 = nodes[i1 - 1], nodes[i1]
             frac = (t_n - a0.time_s) / (a1.time_s - a0.time_s) if a1.time_s > a0.time_s else 1.0
             energy = a0.energy_j + frac * (a1.energy_j - a0.energy_j)
             p = max(a0.power_w, a1.power_w)
             dist = min(t_n - a0.time_s, a1.time_s - t_n)
-            sd = math.hypot((1 - frac) * a0.sd_j, frac * a1.sd_j, interp_rel_power_sd * p * dist, baseline_sd(p))
+            sd = math.hypot((1 - frac) * a0.sd_j, frac * a1.sd_j, interp_rel_power_sd * p * dist, period_lag_sd(p))
         out.append(PrefixEnergy(n, t_n, energy, sd, "interpolated"))
     return out
 

@@ -22,7 +22,7 @@ own (uncompiled) kernels captured in a CUDA graph: GPU-bound decode with seconds
 shape instead of minutes of compilation (what a dataset campaign over many shapes needs)."""
 
 LEAN_LOOP_MODES = ("compiled", "graphed")
-"""Modes that run wattlens' own decode loop over a static cache (unpadded batches only)."""
+"""Modes that run wattlens' own decode loop over a static cache (ragged batches: graphed only)."""
 
 PROMPT_KINDS = ("synthetic", "text")
 

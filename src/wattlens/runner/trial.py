@@ -36,7 +36,7 @@ from wattlens.workloads.inputs import PromptBatch, ragged_synthetic_batch, synth
 def check_spec(spec: TrialSpec) -> tuple[ModelSource, ModelFacts]:
     """Every check that needs no GPU: bad values raise BadInput before anything runs or is stored."""
     spec.validate()
-    if spec.ragged and spec.mode in LEAN_LOOP_MODES and spec.mode != "graphed":
+    if spec.ragged and spec.mode == "compiled":
         raise BadInput(f"mixed-size batches (prompt_lengths) cannot run in {spec.mode} mode: a compiled step "
                        "builds transformers' own masks, which a CUDA graph cannot hold; use eager, static or graphed")
     if spec.ragged and spec.prompt != "synthetic":
