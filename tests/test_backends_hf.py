@@ -462,3 +462,43 @@ def test_compile_scope_in_a_trial_spec_and_sweep(monkeypatch):
     monkeypatch.setenv(COMPILE_SCOPE_ENV, "model")
     backend = HFBackend(_model("tiny-gqa"), spec.mode, spec.sampling, compile_scope=spec.compile_scope or None)
     assert backend.compile_scope == "layers"
+
+
+@pytest.mark.slow
+def test_static_layers_scope_traces_one_layer_for_every_layer():
+    """Static mode, scope `layers`: transformers' own compile of the forward calls ONE traced layer
+    region for every decoder layer (the whole-forward compile inlines each layer), the tokens match
+    eager, and the layers get their own class back afterwards."""
+    from transformers import CompileConfig
+
+    from wattlens.backends.hf import _decoder_layers
+    from wattlens.models.build import build_model
+    from wattlens.models.catalog import resolve_model
+
+    def region_calls(scope: str) -> list:
+        torch._dynamo.reset()
+        torch.manual_seed(0)
+        model = build_model(resolve_model("tiny-gqa", (("num_hidden_layers", 4),)), "fp32", "cpu")
+        layer_class = type(_decoder_layers(model)[0])
+        graphs = []
+
+        def record(gm, _inputs, **_options):  # a backend that keeps the traced graph and runs it as is
+            graphs.append(gm)
+            return gm.forward
+
+        config = CompileConfig(backend=record)
+        config._compile_all_devices = True  # transformers auto-compiles on GPUs only; the test runs on the CPU
+        model.generation_config.compile_config = config
+        ids = torch.randint(0, model.config.vocab_size, (1, 12), generator=torch.Generator().manual_seed(3))
+        mask = torch.ones_like(ids)
+        eager = HFBackend(model, "eager").generate(ids, mask, 6).output_ids
+        backend = HFBackend(model, "static", compile_scope=scope)
+        assert torch.equal(backend.generate(ids, mask, 6).output_ids, eager)
+        assert type(_decoder_layers(model)[0]) is layer_class
+        assert backend.describe()["compile_scope"] == scope
+        assert graphs, "transformers did not compile the forward"
+        return [n for gm in graphs for n in gm.graph.nodes if n.target is torch.ops.higher_order.invoke_subgraph]
+
+    calls = region_calls("layers")
+    assert len(calls) == 4 and len({n.args[0].target for n in calls}) == 1
+    assert region_calls("model") == []
