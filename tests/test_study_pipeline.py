@@ -118,10 +118,8 @@ def test_whole_study_on_tiny_models_renders_every_table(tmp_path: Path):
     # decoding: every setting measured; precision: all three dtypes ran on the CPU
     assert all(r[2] != "not measured" for r in tables[9][1])
     assert [r[-2] for r in tables[11][1]].count("ran") == 9
-    compiled = [r for r in tables[12][1] if r[1].startswith("static cache + compiled")]
+    compiled = [r for r in tables[12][1] if "compiled" in r[1]]
     assert len(compiled) == 3 and all("regional" in r[1] and float(r[3]) > 0 for r in compiled)
-    static = [r for r in tables[12][1] if r[1].startswith("transformers, static cache")]
-    assert len(static) == 3 and all("nested compile region" in r[1] and float(r[3]) > 0 for r in static)
     # p95 with 1 sample is refused, not the max
     assert "n too small" in md
     # the time the study held the device, per run, split by mode, and in all

@@ -18,7 +18,7 @@ from typing import Any
 from wattlens.analysis.report import (MISSING, TextTable, environment_summary, fmt_number, markdown_table,
                                       render_failed_table)
 from wattlens.core.results import RunInfo, TrialResult
-from wattlens.core.spec import COMPILE_SCOPE_MODES, SamplingSpec
+from wattlens.core.spec import SamplingSpec
 
 MS_PER_S = 1e3
 BYTES_PER_MB = 1e6
@@ -437,7 +437,7 @@ def _t12(c: _Ctx) -> tuple[str, list[str]]:
         first = r == c.roles[0] and mode == "eager" and ctx == c.short_ctx
         p_tok = _pub(c.pub, 12, "transformers", "p50_tok_s") if first else None
         p_s = _pub(c.pub, 12, "transformers", "p50_time_s") if first else None
-        serving = names[mode] + (_REGIONAL_NOTE[mode] if _regional(t) else "")
+        serving = names[mode] + (" (regional: one compiled decoder-layer body)" if _regional(t) else "")
         rows.append([c.label[r], serving, str(ctx), fmt_number(tok_s) if tok_s else _absent(t) if not _ok(t) else
                      MISSING, _pub_cell(p_tok) if first else MISSING, _ratio(tok_s, p_tok), _ours(t, "e2e_p50_s"),
                      _pub_cell(p_s) if first else MISSING, _ours(t, "decode_tok_s"), _ours(t, "ttft_ms"),
@@ -448,15 +448,10 @@ def _t12(c: _Ctx) -> tuple[str, list[str]]:
     return f"Table 12: serving mode ({c.gen} generated tokens, bf16, greedy)", [_table(h, rows)]
 
 
-_REGIONAL_NOTE = {"static": " (transformers' compiled forward, each decoder layer one nested compile region)",
-                  "compiled": " (regional: one compiled decoder-layer body)"}
-
-
 def _regional(t: TrialResult | None) -> bool:
-    """Whether a static or compiled trial compiled one decoder-layer body for every layer: its spec
-    says so, or (trials that chose it through $WATTLENS_COMPILE_SCOPE) the backend description it
-    recorded does."""
-    if t is None or t.spec.mode not in COMPILE_SCOPE_MODES:
+    """Whether a compiled trial ran with one compiled decoder-layer body: its spec says so, or (trials
+    that chose it through $WATTLENS_COMPILE_SCOPE) the backend description it recorded does."""
+    if t is None or t.spec.mode != "compiled":
         return False
     backend = (t.model_facts or {}).get("backend") or {}
     return t.spec.compile_scope == "layers" or backend.get("compile_scope") == "layers" or (

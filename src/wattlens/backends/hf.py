@@ -1,9 +1,7 @@
 """HF transformers backend in three serving modes.
 
 - `eager`: `model.generate` with the dynamic KV cache — the GPT-OSS study's method.
-- `static`: `model.generate` with a static KV cache; on a GPU transformers compiles the whole forward
-  itself. Compile scope `layers` marks each decoder layer as one nested compile region, so that
-  compile traces one layer and stamps it out for the others (its setup stops growing with depth).
+- `static`: `model.generate` with a static KV cache (transformers may compile the forward itself).
 - `compiled`: our lean loop over the model's own forward: a static cache, a compiled decode step
   (forward + sampling + bookkeeping, all on the device) captured once in a CUDA graph, so each
   decode step is one graph replay with no per-step host work or allocation. This is the mode that
@@ -356,36 +354,6 @@ def _install_layer_calls(layer_calls: list) -> None:
         layer._compiled_call_impl = call
 
 
-@functools.cache
-def _nested_region_class(layer_cls: type) -> type:
-    """`layer_cls` with its forward marked as a nested compile region (one subclass per layer class).
-
-    Every layer must call the same marked function for torch.compile to reuse the traced region,
-    so the mark goes on a class, not on each layer's bound method; a subclass keeps the model's own
-    class untouched for every other model and mode in the process.
-    """
-    mark = getattr(_torch().compiler, "nested_compile_region", None)
-    if mark is None:
-        raise BadInput("compile scope 'layers' in static mode needs torch.compiler.nested_compile_region "
-                       "(torch >= 2.9)")
-    return type(layer_cls.__name__, (layer_cls,), {"forward": mark(layer_cls.forward),
-                                                   "__module__": layer_cls.__module__})
-
-
-@contextmanager
-def _layers_as_nested_regions(model):
-    """While inside, each decoder layer runs as one nested compile region (static mode, scope `layers`)."""
-    layers = _decoder_layers(model)
-    classes = [type(layer) for layer in layers]
-    try:
-        for layer, cls in zip(layers, classes):
-            layer.__class__ = _nested_region_class(cls)
-        yield
-    finally:
-        for layer, cls in zip(layers, classes):
-            layer.__class__ = cls
-
-
 def _has_experts(model) -> bool:
     """True for MoE models whose experts kernel transformers lets us switch (prefill vs decode)."""
     cfg = model.config
@@ -502,10 +470,6 @@ class HFBackend:
             )
         else:
             d["loop"] = "transformers generate"
-            if self.mode == "static":
-                d["forward"] = "transformers' own torch.compile of the whole forward (on a GPU)" + (
-                    ", each decoder layer one nested compile region" if self.compile_scope == "layers" else "")
-                d["compile_scope"] = self.compile_scope
         if _has_experts(self.model):
             d["experts_implementation"] = self.model.get_experts_implementation()
             if self.mode in LEAN_LOOP_MODES:
@@ -557,15 +521,12 @@ class HFBackend:
             )
         if self.mode == "static":
             kwargs["cache_implementation"] = "static"
-        regions = (_layers_as_nested_regions(self.model) if self.mode == "static" and self.compile_scope == "layers"
-                   else contextlib.nullcontext())
-        with regions:  # entered and left outside the timed span
-            self.sync()
-            start = clock_ns()
-            with torch.inference_mode():
-                out = self.model.generate(**kwargs)
-            self.sync()
-            end = clock_ns()
+        self.sync()
+        start = clock_ns()
+        with torch.inference_mode():
+            out = self.model.generate(**kwargs)
+        self.sync()
+        end = clock_ns()
         new_ids = out.sequences[:, input_ids.shape[1] :]
         return GenerationOutput(
             output_ids=new_ids,

@@ -29,12 +29,7 @@ PROMPT_KINDS = ("synthetic", "text")
 COMPILE_SCOPES = ("model", "layers")
 """What `compiled` mode hands to torch.compile: the whole decode step and prefill ("model"), or one
 decoder-layer body that every layer runs through ("layers", regional compilation: its setup does
-not grow with depth; the rest of the step runs uncompiled inside the same CUDA graph). In `static`
-mode transformers compiles the whole forward itself; "layers" marks each decoder layer as one
-nested compile region, so that compile traces one layer and reuses it for the others."""
-
-COMPILE_SCOPE_MODES = ("static", "compiled")
-"""Modes that compile, so that a compile scope means something."""
+not grow with depth; the rest of the step runs uncompiled inside the same CUDA graph)."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +81,7 @@ class TrialSpec:
     device: str = "auto"
     seed: int = 0
     prompt_lengths: tuple[int, ...] = ()  # input tokens of each row of a ragged batch; () = all ctx_tokens
-    compile_scope: str = ""  # static/compiled: "model" or "layers" (COMPILE_SCOPES); "" = the backend's default
+    compile_scope: str = ""  # compiled mode: "model" or "layers" (COMPILE_SCOPES); "" = the backend's default
 
     @property
     def ragged(self) -> bool:
@@ -119,9 +114,8 @@ class TrialSpec:
         if self.compile_scope:
             if self.compile_scope not in COMPILE_SCOPES:
                 raise BadInput(f"unsupported compile_scope {self.compile_scope!r}; choose one of {', '.join(COMPILE_SCOPES)}")
-            if self.mode not in COMPILE_SCOPE_MODES:
-                raise BadInput(f"compile_scope applies to modes {' and '.join(COMPILE_SCOPE_MODES)} only, "
-                               f"not {self.mode!r}")
+            if self.mode != "compiled":
+                raise BadInput(f"compile_scope applies to mode 'compiled' only, not {self.mode!r}")
         if self.prompt_lengths:
             self._validate_prompt_lengths()
 

@@ -28,7 +28,7 @@ GRID_KEYS = {
     "sampling": "sampling",
     "set": "overrides",
     "prompt": "prompt",
-    "compile_scope": "compile_scope",  # static and compiled modes: "model" or "layers"
+    "compile_scope": "compile_scope",  # compiled mode: "model" or "layers"
     "prompt_lengths": "prompt_lengths",  # a list of ragged batches, each a list of prompt lengths
 }
 SCALAR_KEYS = {"repeats": "repeats", "warmups": "warmups", "device": "device", "seed": "seed"}
