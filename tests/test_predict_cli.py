@@ -132,3 +132,29 @@ def test_train_from_a_store_records_each_runs_software_versions(tmp_path):
     r = runner.invoke(app, ["train", "--db", str(tmp_path / "none.sqlite"), "--out", str(tmp_path / "q.pkl")])
     assert r.exit_code != 0 and "no results store" in str(r.exception)
     assert not (tmp_path / "none.sqlite").exists()
+
+
+def test_training_keeps_one_serving_mode_and_says_what_it_left_out(tmp_path):
+    """static and graphed rows share every feature but not their cost: a fit uses one mode (the one
+    with most rows unless asked), names the rows it left out, and refuses a mode the data lacks."""
+    pytest.importorskip("sklearn")
+    from test_predict_pipeline import synthetic_frame
+
+    from wattlens.core.errors import BadInput
+
+    df, _, _ = synthetic_frame(seed=3)  # SYNTHETIC rows (test-only)
+    df["mode"] = "graphed"
+    df.loc[df.index[:5], "mode"] = "static"
+    kept, mode, note = P.one_serving_mode(df)
+    assert mode == "graphed" and len(kept) == len(df) - 5 and set(kept["mode"]) == {"graphed"}
+    assert note.startswith("static: 5 rows (")
+    kept, mode, note = P.one_serving_mode(df, "static")
+    assert len(kept) == 5 and note.startswith(f"graphed: {len(df) - 5} rows")
+    with pytest.raises(BadInput, match="no rows in mode 'eager'"):
+        P.one_serving_mode(df, "eager")
+    df.to_csv(tmp_path / "d.csv", index=False)
+    r = runner.invoke(app, ["train", "--dataset", str(tmp_path / "d.csv"), "--learner", "physics",
+                            "--out", str(tmp_path / "p.pkl")])
+    assert r.exit_code == 0, r.output
+    assert "left out (other serving modes): static: 5 rows" in r.output
+    assert P.load_bundle(tmp_path / "p.pkl").trained_on["modes"] == ["graphed"]

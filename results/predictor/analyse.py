@@ -46,6 +46,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dataset", type=Path, required=True)
     ap.add_argument("--out", type=Path, default=Path("results/predictor"))
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--mode", default=None, help="serving mode to fit and validate on (default: the mode with most rows)")
     ap.add_argument("--max-rel-uncertainty", type=float, default=DEFAULT_MAX_REL_UNCERTAINTY,
                     help="drop output lengths whose energy is less certain than this (1 sigma / value)")
     a = ap.parse_args(argv)
@@ -56,12 +57,13 @@ def main(argv=None) -> int:
         trials += ts
     a.dataset.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(a.dataset, index=False)
-    df = P.load_dataset(a.dataset)
+    df, mode, left_out = P.one_serving_mode(P.load_dataset(a.dataset), a.mode)
+    rows_note = f"serving mode {mode}" + (f"; left out (other modes): {left_out}" if left_out else "")
     X, y = P.feature_matrix(df), df["energy_per_prompt_j"].to_numpy(float)
     names = P.available_learners()
     a.out.mkdir(parents=True, exist_ok=True)
     cv = P.repeated_cv(X, y, names, 5, a.repeats)
-    (a.out / "table_ii_cv.md").write_text(f"# Repeated 5x{a.repeats} CV, {len(y)} rows\n\n{P.table_ii(cv)}\n")
+    (a.out / "table_ii_cv.md").write_text(f"# Repeated 5x{a.repeats} CV, {len(y)} rows ({rows_note})\n\n{P.table_ii(cv)}\n")
     big = (df["batch_size"] >= 8).to_numpy()
     active_b = [model_facts(P.config_for_row(r.model, r.overrides_json, r.config_json)).params_active / 1e9
                 for r in df.itertuples()]
@@ -90,7 +92,7 @@ def main(argv=None) -> int:
         eco_lines.append(f"| {label.upper()} | {e_mape:.1f} | {best.learner} | {b_mape:.2f} | {e_mape / b_mape:.0f}x "
                          f"| {int(big.sum())} |")
         res.append(eco_res)
-        parts = [f"# {label.upper()} (held-out {col}), {len(y)} rows\n", "## batch >= 8\n",
+        parts = [f"# {label.upper()} (held-out {col}), {len(y)} rows ({rows_note})\n", "## batch >= 8\n",
                  P.table_iii([r.pooled(big) for r in res]), "\n## all rows\n", P.table_iii([r.pooled() for r in res])]
         for r in res:
             parts += [f"\n### {r.learner} per held-out group\n",

@@ -75,6 +75,27 @@ def load_dataset(path: str | Path):
     return df
 
 
+def one_serving_mode(df, mode: str | None = None):
+    """The rows of one serving mode (default: the one with most rows), and a note on those left out.
+
+    The features tell eager from the rest but not `static` from `graphed`, yet the same request costs
+    about twice the energy in transformers' static generate (host-bound steps) as in the CUDA-graphed
+    lean loop (Gemma-2-9B static vs Llama-3.1-8B graphed, batch 8: results/predictor/README.md), so
+    a fit over both would learn the mode as noise in whichever family ran the odd one.
+    """
+    counts = df["mode"].value_counts()
+    if counts.empty:
+        raise BadInput("no rows to choose a serving mode from")
+    mode = mode or str(counts.index[0])
+    if mode not in counts.index:
+        raise BadInput(f"no rows in mode {mode!r}; the data has {', '.join(f'{m} ({n})' for m, n in counts.items())}")
+    keep = (df["mode"] == mode).to_numpy()
+    left = df[~keep]
+    note = "; ".join(f"{m}: {n} rows ({', '.join(sorted(set(left.loc[left['mode'] == m, 'model'])))})"
+                     for m, n in left["mode"].value_counts().items())
+    return df[keep].reset_index(drop=True), mode, note
+
+
 def model_family(model: str) -> str:
     """The catalog family of a model name (variants share their base model's family)."""
     from wattlens.models.catalog import list_catalog

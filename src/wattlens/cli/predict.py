@@ -140,12 +140,13 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option(help="Where to write the fitted predictor.")] = Path("predictor.pkl"),
         dataset_out: Annotated[Path | None, typer.Option(help="Also write the assembled dataset CSV here.")] = None,
         min_batch: Annotated[int, typer.Option(help="Train on rows with batch >= this.")] = 1,
+        mode: Annotated[str | None, typer.Option(help="Train on rows of this serving mode (default: the mode with most rows).")] = None,
     ) -> None:
         """Fit a predictor on your own measurements (store, exported JSON or a dataset file)."""
         import pandas as pd
 
         from wattlens.analysis.predict_dataset import rows_from_runs
-        from wattlens.analysis.predictor import feature_matrix, fit_bundle, load_dataset, save_bundle
+        from wattlens.analysis.predictor import feature_matrix, fit_bundle, load_dataset, one_serving_mode, save_bundle
 
         frames = []
         sources = []  # (runs, trials) per store or export: each row records its own run's versions
@@ -178,6 +179,9 @@ def register(app: typer.Typer) -> None:
             df = load_dataset(tmp)
             tmp.unlink()
         df = df[df["batch_size"] >= min_batch].reset_index(drop=True)
+        df, mode, left_out = one_serving_mode(df, mode)
+        if left_out:
+            _print(f"[yellow]training on {mode} rows only; left out (other serving modes): {left_out}[/yellow]")
         if len(df) < 10:
             raise BadInput(f"only {len(df)} rows to train on (need >= 10)")
         X = feature_matrix(df)
