@@ -59,10 +59,16 @@ def load_dataset(path: str | Path):
     p = Path(path)
     if not p.is_file():
         raise BadInput(f"no dataset file {p}")
-    df = pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
+    return normalize_dataset(pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p), str(p))
+
+
+def normalize_dataset(df, source: str = "rows"):
+    """Check the required columns and fill the optional ones (defaults, catalog families), so that
+    rows read from a file and rows built from a store in memory look alike."""
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
-        raise BadInput(f"dataset {p} lacks column(s) {missing}")
+        raise BadInput(f"dataset {source} lacks column(s) {missing}")
+    df = df.copy()
     for col, default in (("gpu_count", 1), ("dtype", "bf16"), ("mode", "static"), ("overrides_json", ""),
                          ("config_json", ""), ("family", "")):
         if col not in df.columns:

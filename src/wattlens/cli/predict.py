@@ -146,7 +146,8 @@ def register(app: typer.Typer) -> None:
         import pandas as pd
 
         from wattlens.analysis.predict_dataset import rows_from_runs
-        from wattlens.analysis.predictor import feature_matrix, fit_bundle, load_dataset, one_serving_mode, save_bundle
+        from wattlens.analysis.predictor import (feature_matrix, fit_bundle, load_dataset, normalize_dataset,
+                                                 one_serving_mode, save_bundle)
 
         frames = []
         sources = []  # (runs, trials) per store or export: each row records its own run's versions
@@ -169,15 +170,9 @@ def register(app: typer.Typer) -> None:
             frames.append(load_dataset(dataset))
         if not frames:
             raise BadInput("nothing to train on: give --results, --db or --dataset")
-        df = pd.concat(frames, ignore_index=True)
+        df = normalize_dataset(pd.concat(frames, ignore_index=True), "assembled from the inputs")
         if dataset_out:
             df.to_csv(dataset_out, index=False)
-            df = load_dataset(dataset_out)
-        else:
-            tmp = Path(out).with_suffix(".dataset.csv")
-            df.to_csv(tmp, index=False)
-            df = load_dataset(tmp)
-            tmp.unlink()
         df = df[df["batch_size"] >= min_batch].reset_index(drop=True)
         df, mode, left_out = one_serving_mode(df, mode)
         if left_out:
@@ -189,7 +184,7 @@ def register(app: typer.Typer) -> None:
         time_s = df["time_s"].to_numpy(float) if "time_s" in df.columns else None
         bundle = fit_bundle(X, y, learner, groups=df["family"], time_s=time_s,
                             trained_on={"rows": len(df), "models": sorted(set(df["model"])),
-                                        "modes": sorted(set(df["mode"])),
+                                        "modes": [mode],
                                         "gpus": sorted(set(df["gpu_name"])), "min_batch": min_batch})
         save_bundle(bundle, out)
         _print(f"fitted {learner} on {len(df)} rows ({df['model'].nunique()} models, {df['gpu_name'].nunique()} GPUs); "
