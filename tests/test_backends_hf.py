@@ -383,6 +383,33 @@ def test_graphed_mode_matches_eager(name):
     assert desc["mode"] == "graphed" and desc["transformers_cache"] == "static"
     assert desc["decode_step"] == "model's own kernels, uncompiled"  # no CUDA graph on the CPU
     assert desc["prefill"] == "eager forward"
+    assert desc["static_cache_tokens"] == 14 + 12  # what its decode steps attend over (predictor feature)
+
+
+def test_graphed_full_window_update_avoids_host_copies_and_matches_eager(monkeypatch):
+    """GPT-OSS's full sliding window (8 < 14-token prompt) rolls at every decode step. On the GPU,
+    transformers' roll indexes through a tensor copied from the host, which a CUDA graph capture
+    refuses (H100, 2026-11-22); the lean loop's override must take that path and keep eager's tokens."""
+    import wattlens.backends.hf as hf
+
+    model, ids, mask, eager = _eager_reference("tiny-gpt-oss", ctx=14, gen=12, seed=6)
+    host_lists = []
+    real_tensor = torch.tensor
+
+    def spy(data, *args, **kwargs):
+        if isinstance(data, list):
+            host_lists.append(data)
+        return real_tensor(data, *args, **kwargs)
+
+    backend = HFBackend(model, "graphed")
+    backend.prepare(1, 14, 12)
+    monkeypatch.setattr(torch, "tensor", spy)
+    out = backend.generate(ids, mask, 12).output_ids
+    monkeypatch.undo()
+    assert torch.equal(out, eager)
+    assert host_lists == []  # no tensor built from a Python list while decoding
+    assert any(layer.update.__name__ == "update" and layer.update.__qualname__.startswith("_capture_safe")
+               for layer in backend._lean.cache.layers if hasattr(layer, "cumulative_length_int"))
 
 
 @pytest.mark.slow

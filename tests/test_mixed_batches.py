@@ -288,3 +288,16 @@ def test_bench_prompt_lengths_runs_a_ragged_trial_and_rejects_bad_lists(tmp_path
         err = capsys.readouterr().err
         assert info.value.code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1
         assert not other.exists()
+
+
+def test_dataset_rows_carry_the_static_cache_the_decode_steps_attended_over():
+    from dataclasses import replace
+
+    from wattlens.analysis.predict_dataset import rows_from_trials
+
+    fresh = make_trial(mode="graphed")  # no record: input + generation, the lean loop's fresh allocation
+    reused = replace(make_trial(mode="graphed"), model_facts={"backend": {"static_cache_tokens": 2000}})
+    eager = make_trial(mode="eager")
+    assert {r["cache_tokens"] for r in rows_from_trials([fresh])} == {128 + 8}
+    assert {r["cache_tokens"] for r in rows_from_trials([reused])} == {2000}
+    assert {r["cache_tokens"] for r in rows_from_trials([eager])} == {""}

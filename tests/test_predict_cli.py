@@ -18,7 +18,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 def test_shipped_predictor_is_calibrated_json_on_measured_rows():
     bundle = P.load_bundle()
-    assert P.DEFAULT_PREDICTOR.suffix == ".json" and bundle.calibrated and bundle.learner == "physics_linear"
+    assert P.DEFAULT_PREDICTOR.suffix == ".json" and bundle.calibrated and bundle.learner == "physics_residual"
     assert bundle.trained_on["rows"] >= 100 and len(bundle.trained_on["gpus"]) >= 2
     lo, hi = bundle.log_interval
     assert lo < 0 < hi and all(v >= 0 for v in bundle.model.theta)
@@ -34,7 +34,7 @@ def test_fresh_install_predicts_with_shipped_predictor_without_dataset_or_sklear
             "doc['total_energy_low_j'] < doc['total_energy_per_prompt_j'] < doc['total_energy_high_j'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                          env={"PYTHONPATH": str(SRC)})
-    assert out.stdout.split() == ["True", "physics_linear", "False", "True"], out.stderr
+    assert out.stdout.split() == ["True", "physics_residual", "False", "True"], out.stderr
 
 
 def test_predict_without_any_predictor_is_labelled_uncalibrated(monkeypatch, tmp_path):

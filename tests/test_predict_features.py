@@ -3,6 +3,7 @@
 import pytest
 
 from wattlens.analysis.predict_features import ALL_FEATURES, Request, kv_token_layers_sum, request_features
+from wattlens.core.errors import BadInput
 from wattlens.hw.specs import gpu_spec_by_name
 from wattlens.models.arithmetic import model_facts
 
@@ -12,7 +13,7 @@ DENSE = dict(BASE, model_type="llama", num_key_value_heads=4)
 GQA = dict(BASE, model_type="llama", num_key_value_heads=2)
 MOE = dict(BASE, model_type="mixtral", num_key_value_heads=2, intermediate_size=32, num_local_experts=4,
            num_experts_per_tok=2, sliding_window=None)
-REQ = Request(input_tokens=10, output_tokens=5, batch_size=2)
+REQ = Request(input_tokens=10, output_tokens=5, batch_size=2, mode="eager")  # dynamic cache: context so far
 H100 = gpu_spec_by_name("H100")
 
 
@@ -43,6 +44,8 @@ def test_dense_by_hand():
     assert f["prefill_roofline_s"] == pytest.approx(2 * 1_679_360 / 989.5e12)
     assert f["decode_roofline_s"] == pytest.approx((4 * 177_536 + 51_200) / 3350e9)
     assert f["decode_steps"] == 4 and f["layer_steps"] == 8
+    # operators per decode step of a llama layer (shipped table): 40 per layer + 23 -> 103 per step
+    assert f["decode_kernels"] == 4 * 103
     assert f["is_moe"] == 0 and f["num_experts"] == 0 and f["activation_silu"] == 1
     assert f["gpu_tdp_w"] == 700 and f["gpu_count"] == 1 and f["gpu_free_memory_bytes"] == 80e9 - f["vram_required_bytes"]
 
@@ -73,6 +76,26 @@ def test_moe_by_hand():
     assert f["decode_flops_per_prompt"] == 4 * 2 * 56064 + 256 * 100
 
 
+def test_static_cache_steps_read_every_slot():
+    """Outside eager mode each decode step attends over the whole static cache, whatever the position."""
+    eager = feats(DENSE)
+    graphed = request_features(DENSE, Request(10, 5, 2, mode="graphed"), H100)  # cache = 10 + 5 slots
+    longer = request_features(DENSE, Request(10, 5, 2, mode="graphed", cache_tokens=40), H100)
+    # 4 steps x 2 layers x 15 slots = 120 token-layer slots (eager: 100), 256 B each per sequence
+    assert graphed["decode_bytes_per_prompt"] == (4 * 177_536 + 2 * 256 * 120) / 2
+    assert graphed["decode_flops_per_prompt"] == 706_560 + 256 * 120
+    assert longer["decode_bytes_per_prompt"] == (4 * 177_536 + 2 * 256 * 320) / 2
+    assert eager["decode_bytes_per_prompt"] < graphed["decode_bytes_per_prompt"] < longer["decode_bytes_per_prompt"]
+    for k in ("prefill_flops_per_prompt", "kv_cache_bytes_per_prompt", "decode_kernels"):
+        assert graphed[k] == longer[k] == eager[k]
+
+
+def test_cache_smaller_than_the_request_is_refused():
+    with pytest.raises(BadInput, match="cannot hold"):
+        Request(10, 5, 2, mode="graphed", cache_tokens=12)
+    Request(10, 5, 2, mode="graphed", cache_tokens=14)  # the last token is never written to the cache
+
+
 def test_kv_sum_matches_loop_with_sliding_window():
     facts = model_facts(dict(MOE, model_type="mistral", sliding_window=12, num_local_experts=None))
     assert kv_token_layers_sum(facts, 5, 40) == sum(facts.kv_token_layers(c) for c in range(5, 41))
@@ -80,6 +103,6 @@ def test_kv_sum_matches_loop_with_sliding_window():
 
 def test_tensor_parallel_scales_infrastructure():
     f1 = feats(DENSE)
-    f2 = request_features(DENSE, Request(10, 5, 2, gpu_count=2), H100)
+    f2 = request_features(DENSE, Request(10, 5, 2, mode="eager", gpu_count=2), H100)
     assert f2["gpu_bandwidth_bytes_per_s"] == 2 * f1["gpu_bandwidth_bytes_per_s"]
     assert f2["decode_roofline_s"] == pytest.approx(f1["decode_roofline_s"] / 2)

@@ -139,20 +139,37 @@ def test_fit_save_load_predict(tmp_path, data):
     assert np.all(out["energy_low_j"] < out["energy_per_prompt_j"]) and np.all(out["energy_high_j"] > out["energy_per_prompt_j"])
 
 
-@pytest.mark.parametrize("learner", ["physics", "physics_linear"])
+@pytest.mark.parametrize("learner", ["physics", "physics_linear", "physics_residual"])
 def test_physics_bundles_save_as_json_and_others_refuse(tmp_path, data, learner):
     df, X, y = data
-    b = P.fit_bundle(X, y, learner, groups=df["family"], trained_on={"rows": len(y)})
+    t = X[:, P._IDX["decode_roofline_s"]] * 1.5 + 0.01  # a request time, so the time residual is saved too
+    b = P.fit_bundle(X, y, learner, groups=df["family"], time_s=t, trained_on={"rows": len(y)})
     P.save_bundle(b, tmp_path / "p.json")
     b2 = P.load_bundle(tmp_path / "p.json")
     assert b2.calibrated and b2.trained_on == {"rows": len(y)} and b2.log_interval == b.log_interval
-    assert np.allclose(b2.predict_features(X[:5])["energy_per_prompt_j"], b.predict_features(X[:5])["energy_per_prompt_j"])
-    rf = P.fit_bundle(X, y, "physics_residual")
+    for key in ("energy_per_prompt_j", "time_s"):  # the JSON copy predicts what the fitted model does
+        assert np.allclose(b2.predict_features(X)[key], b.predict_features(X)[key], rtol=1e-12), key
+    assert type(b2.time_residual) is type(b.time_residual)
+    rf = P.fit_bundle(X, y, "random_forest")
     with pytest.raises(BadInput, match="only the physics learners"):
         P.save_bundle(rf, tmp_path / "rf.json")
     (tmp_path / "bad.json").write_text('{"format": "other"}')
     with pytest.raises(BadInput, match="not a wattlens predictor"):
         P.load_bundle(tmp_path / "bad.json")
+
+
+def test_forest_residual_with_numpy_matches_scikit_learn(data):
+    """The shipped forest is applied with numpy (no scikit-learn at prediction time): same numbers."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    _, X, y = data
+    r = np.log(y / P.PhysicsModel().fit(X, y).predict(X))
+    ours = P.ForestResidual(seed=3).fit(X, r)
+    theirs = RandomForestRegressor(n_estimators=P.N_TREES["physics_residual"],
+                                   min_samples_leaf=P.ForestResidual.MIN_SAMPLES_LEAF, random_state=3).fit(X, r)
+    assert np.allclose(ours.log_factor(X), theirs.predict(X), rtol=0, atol=1e-12)
+    shifted = X * 1.37  # other points than the training rows, across thresholds
+    assert np.allclose(ours.log_factor(shifted), theirs.predict(shifted), rtol=0, atol=1e-12)
 
 
 def test_dataset_roundtrip_csv(tmp_path, data):

@@ -18,8 +18,8 @@ at the batch's padded length (transformers left-pads, so every row is computed a
 the batch's size and output length; the sums are compared with the measured batch energy, for all
 batches and per serving mode (only batches in the training rows' mode are a fair test; the plot
 shows those). The same
-comparison with the shipped predictor's learner (`SHIPPED_LEARNER`) goes to mixed_size_shipped.*:
-a tree cannot interpolate between the batch sizes it was trained on, a smooth learner can.
+comparison with the shipped predictor's learner (`SHIPPED_LEARNER`) goes to mixed_size_shipped.*
+(the same learner when it also has the lowest LOAO).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from wattlens.analysis.predict_dataset import DEFAULT_MAX_REL_UNCERTAINTY, mixed
 from wattlens.models.arithmetic import model_facts
 from wattlens.store.export import results_from_json
 
-SHIPPED_LEARNER = "physics_linear"  # src/wattlens/analysis/data/default_predictor.json
+SHIPPED_LEARNER = "physics_residual"  # src/wattlens/analysis/data/default_predictor.json
 
 
 def main(argv=None) -> int:
@@ -115,16 +115,17 @@ def time_validation(df: pd.DataFrame, X: np.ndarray, big: np.ndarray, out: Path)
     NNLS fit on the roofline bases alone and with its log-linear residual (the shipped time model)."""
     t = df["time_s"].to_numpy(float)
     lines = ["# Request time (whole batch, s), held out", "",
-             "The time model `wattlens predict` prints: non-negative fit of the prefill-roofline, "
-             "decode-roofline and per-layer-step bases, times a ridge regression of the log residual "
-             "on the log-scaled features (`TimeModel`). Rows with batch >= 8.", "",
+             "The time model `wattlens predict` prints: non-negative fit of the prefill-roofline, decode-roofline "
+             "and decode-operator (launch-bound) bases, times a residual of the shipped learner's kind (a forest "
+             "for physics + learned residual, else a ridge regression) of the log residual (`TimeModel`). Rows "
+             "with batch >= 8.", "",
              "| validation | roofline bases alone, MAPE % | with the residual (shipped), MAPE % | n |", "|---|---|---|---|"]
     for label, col in (("LOAO", "family"), ("LOGO", "gpu_name")):
         if df[col].nunique() < 2:
             continue
         plain, full = np.full(len(t), np.nan), np.full(len(t), np.nan)
         for _, tr, te in P.leave_one_group_out_indices(df[col].to_numpy()):
-            model = P.TimeModel().fit(X[tr], t[tr])
+            model = P.TimeModel(forest=SHIPPED_LEARNER == "physics_residual").fit(X[tr], t[tr])
             full[te] = model.predict(X[te])
             plain[te] = P.TimeModel(model.theta).predict(X[te])
         mape = lambda pred: P.regression_metrics(t[big], pred[big])["mape_pct"]  # noqa: E731
@@ -150,7 +151,8 @@ def mixed_size_validation(df: pd.DataFrame, X: np.ndarray, y: np.ndarray, mixed:
         base = {k: m[k] for k in ("model", "overrides_json", "gpu_name", "gpu_count", "dtype", "mode")}
         wanted = sorted(set(lengths) | {longest})
         pred = dict(zip(wanted, _per_prompt_predictions_j(
-            model, [base | {"input_tokens": n, "output_tokens": gen, "batch_size": b} for n in wanted])))
+            model, [base | {"input_tokens": n, "output_tokens": gen, "batch_size": b, "cache_tokens": longest + gen}
+                    for n in wanted])))
         e_own = P.mixed_batch_energy_j(lambda i, o, bb: pred[i], [(n, gen) for n in lengths])
         e_pad = P.mixed_batch_energy_j(lambda i, o, bb: pred[longest], [(n, gen) for n in lengths])
         measured.append(float(m["energy_batch_j"]))
@@ -183,7 +185,8 @@ def mixed_size_validation(df: pd.DataFrame, X: np.ndarray, y: np.ndarray, mixed:
         "",
         f"Learner: `{learner}` ({rule}), fitted on all {len(y)} uniform rows (mode: {', '.join(trained)}). Each "
         "prompt is predicted at the batch's size and output length, at its own input length and at the padded "
-        "(longest) one; a batch's prediction is the sum over its prompts. Batches run in another serving mode "
+        "(longest) one, with the static cache the batch allocates (longest input + output slots); a batch's "
+        "prediction is the sum over its prompts. Batches run in another serving mode "
         "than the training rows are not a fair test of the predictor (its mode is not a feature); they show "
         "what a mode costs.",
         "",

@@ -2,9 +2,11 @@
 
 Usage (repo root, no GPU needed):  PYTHONPATH=src python3 results/predictor/campaign/make_campaign.py
 Writes parts-<tier>/pNN-*.yaml, plan.md (every sweep with its time estimate) and parts.txt.
-Tiers: core and extended (uniform batches, the training rows) and mixed (ragged batches of prompts
-of varied lengths, the study's Fig. 12 validation: measured batch energy vs the sum of per-prompt
-predictions; results/predictor/analyse.py writes mixed_size.md from them).
+Tiers: core and extended (uniform batches, the training rows), capacity (the same requests from
+100- and 300-token generations: smaller static caches), families (architectures no other tier has)
+and mixed (ragged batches of prompts of varied lengths, the study's Fig. 12 validation: measured
+batch energy vs the sum of per-prompt predictions; results/predictor/analyse.py writes
+mixed_size.md from them).
 
 Method (From Prompts to Power's): catalog models (dense MHA, GQA, MoE) plus variants that edit ONE
 config field at a time. Each trial generates GEN_MAX tokens once; with counter reads at selected
@@ -82,6 +84,21 @@ EXTENDED = [
     ("qwen3-30b-a3b", [{}], [1, 8, 16]),  # 61 GB of bf16 weights: batch 64 x 2k tokens would not fit on 80 GB
 ]
 
+# Capacity tier: the same request cut from generations of different lengths. In a static cache every
+# decode step attends over all the slots allocated for the longest output (the core and extended rows
+# come from 1000-token generations); these shorter generations tell that cost apart from the output
+# length, and they are what `wattlens predict` assumes (cache = input + output).
+CAPACITY = [("llama-3.2-1b", [{}], None), ("qwen2.5-0.5b", [{}], None), ("phi-2", [{}], None),
+            ("opt-1.3b", [{}], None), ("llama-3.1-8b", [{}], None),
+            ("qwen3-30b-a3b", [{"num_hidden_layers": 12}], None)]
+CAPACITY_GENS = [100, 300]
+
+# Families tier: architectures no other tier has, in `graphed` mode (GPT-OSS-20B: MoE with
+# attention sinks and a 128-token window, which the shortest context fills; Gemma-7B: GeGLU,
+# 256-wide heads, a 256k vocabulary), so leave-one-architecture-out has more to hold out and
+# Qwen3-MoE is no longer the only MoE family.
+FAMILIES = [("gpt-oss-20b", [{}], None), ("gemma-7b", [{}], None)]
+
 # Mixed tiers: the same ragged batches for every model, one output length. `mixed-graphed` runs them in
 # the training rows' serving mode (the fair Fig. 12 test); `mixed` in static mode (measured on the H100
 # on 2026-11-22 before the lean loop could pad: it shows what a serving-mode mismatch costs). Each
@@ -100,7 +117,9 @@ def campaign_mode(cfg: dict) -> str:
 
 
 def estimate_trial_s(cfg: dict, ctx: int, gen: int, batch: int, mode: str = "static") -> float:
-    f = request_features(cfg, Request(ctx, gen, batch), gpu_spec_by_name("H100"))
+    # The fractions above were read off the roofline with attention over the context so far (the
+    # features' eager convention), so the estimate keeps that convention.
+    f = request_features(cfg, Request(ctx, gen, batch, mode="eager"), gpu_spec_by_name("H100"))
     floor = LAUNCH_S_PER_LAYER_STEP["graphed-moe" if mode == "graphed" and f["is_moe"] else mode]
     decode_s = max(f["decode_roofline_s"] / DECODE_ROOFLINE_FRACTION[mode], f["layer_steps"] * floor)
     rep = f["prefill_roofline_s"] / 0.5 + decode_s
@@ -202,6 +221,8 @@ def main() -> None:
     ragged = (f"gen [{MIXED_GEN}], ragged batches of {MIXED_BATCH_SIZES} prompts of {MIXED_MIN_TOKENS}-"
               f"{MIXED_MAX_TOKENS} tokens, log-uniform, seed {MIXED_SEED}")
     tiers = [("core", sweeps(CORE, gens), f"gen {gens}"), ("extended", sweeps(EXTENDED, gens), f"gen {gens}"),
+             ("capacity", sweeps(CAPACITY, CAPACITY_GENS), f"gen {CAPACITY_GENS}"),
+             ("families", sweeps(FAMILIES, gens), f"gen {gens}"),
              ("mixed", mixed_sweeps("static"), f"{ragged}, static"),
              ("mixed-graphed", mixed_sweeps("graphed"), f"{ragged}, graphed")]
     for variant, items, what in tiers:

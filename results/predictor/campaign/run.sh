@@ -3,7 +3,7 @@
 # see plan.md).
 # Usage (repo root, GPU machine, OUT = output folder):
 #   OUT=<dir> bash results/predictor/campaign/run.sh <gpu-tag> <tier> <part> [<part> ...]
-#   e.g. OUT=$OUT bash results/predictor/campaign/run.sh h100 core 00        (tiers: core, extended, mixed, mixed-graphed)
+#   e.g. OUT=$OUT bash results/predictor/campaign/run.sh h100 core 00        (tiers: core, extended, capacity, families, mixed, mixed-graphed)
 #        OUT=$OUT bash results/predictor/campaign/run.sh h100 core 06 07
 #   On a host with several GPUs, GPUS="0 1" runs the parts side by side, one GPU each (dealt out in
 #   turn; each process sees only its GPU, so its energy meter reads only that GPU):

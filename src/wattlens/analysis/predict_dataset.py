@@ -7,6 +7,9 @@ tokens (`token_energy_reads`: (token, seconds since window start, joules since w
 repetitions the median is kept, and the uncertainty is the larger of the reads' own error and the
 spread of the repetitions (half the interquartile range).
 
+Rows of static-cache modes carry `cache_tokens`, the slots every decode step attended over (the
+cache of the whole generation, not of the row's output length).
+
 Ragged (mixed-size) trials are not training rows: `rows_from_trials` skips them and
 `mixed_rows_from_trials` returns them, one record per batch, for the study's Fig. 12 validation
 (measured batch energy vs the sum of per-prompt predictions).
@@ -42,6 +45,19 @@ def run_versions(environment: dict | None) -> dict[str, str]:
     return {"wattlens_version": str(libs.get("wattlens") or ""), "torch_version": str(libs.get("torch") or ""),
             "transformers_version": str(libs.get("transformers") or ""),
             "driver_version": str(e.get("driver_version") or "")}
+
+
+def static_cache_tokens(trial: Any) -> int | str:
+    """Slots of the static KV cache the trial's decode steps attended over ("" in eager mode).
+
+    The backend records what it allocated (`static_cache_tokens`); stores from before it did are
+    read as input + generated tokens, which is what the lean loop allocates for a fresh shape (it
+    matched the measured KV bytes of every graphed trial of the campaign)."""
+    spec = trial.spec
+    if spec.mode == "eager":
+        return ""
+    recorded = ((trial.model_facts or {}).get("backend") or {}).get("static_cache_tokens")
+    return int(recorded) if recorded else spec.ctx_tokens + spec.gen_tokens
 
 
 def rows_from_trials(trials: Iterable[Any], env: dict | None = None,
@@ -86,7 +102,8 @@ def rows_from_trials(trials: Iterable[Any], env: dict | None = None,
                 "overrides_json": json.dumps(overrides, sort_keys=True) if overrides else "", "config_json": "",
                 "gpu_name": t.gpu_name, "gpu_count": len((t.repetitions[0].energy.per_gpu_energy_j or (0,))),
                 "dtype": spec.dtype, "mode": spec.mode, "input_tokens": spec.ctx_tokens, "output_tokens": n,
-                "batch_size": b, "energy_batch_j": e, "energy_batch_uncertainty_j": unc,
+                "batch_size": b, "cache_tokens": static_cache_tokens(t), "energy_batch_j": e,
+                "energy_batch_uncertainty_j": unc,
                 "energy_per_prompt_j": e / b, "energy_per_prompt_uncertainty_j": unc / b,
                 "energy_per_output_token_j": e / (b * n), "time_s": statistics.median([v[2] for v in vals]),
                 "energy_source": "counter reads at tokens" if has_reads else "energy window",

@@ -20,7 +20,9 @@ bandwidth and FLOP bounds summed over decode steps), decode_steps, layer_steps (
 layers, a proxy for launch-bound time), kv_bytes_held_per_prompt (cache at the last token).
 
 Conventions: a request of `output_tokens` runs one prefill (which yields the first token) and
-`output_tokens - 1` decode steps at contexts input+1 ... input+output-1. With `gpu_count` > 1
+`output_tokens - 1` decode steps at contexts input+1 ... input+output-1. A decode step reads the
+context so far in eager mode (dynamic cache) and every slot of the static cache in the other modes
+(`Request.cache_tokens`). With `gpu_count` > 1
 (tensor parallel) FLOP/s and bandwidth add up; communication is not modelled.
 """
 
@@ -33,6 +35,7 @@ from typing import Any
 from wattlens.core.errors import BadInput
 from wattlens.hw.specs import GPUSpec
 from wattlens.models.arithmetic import ModelFacts, model_facts
+from wattlens.models.decode_ops import decode_ops
 
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 ACTIVATIONS = ("silu", "gelu", "relu")  # one-hot; anything else (or missing) sets none of them
@@ -47,7 +50,7 @@ INFRA_FEATURES = ("gpu_memory_bytes", "gpu_bandwidth_bytes_per_s", "gpu_count", 
                   "gpu_flops_per_s", "gpu_cuda_cores", "gpu_free_memory_bytes")
 PHYSICS_FEATURES = ("prefill_flops_per_prompt", "decode_flops_per_prompt", "decode_bytes_per_prompt",
                     "prefill_roofline_s", "decode_roofline_s", "decode_steps", "layer_steps",
-                    "kv_bytes_held_per_prompt")
+                    "decode_kernels", "kv_bytes_held_per_prompt")
 TABLE_V_FEATURES = INFERENCE_FEATURES + MODEL_FEATURES + INFRA_FEATURES
 ALL_FEATURES = TABLE_V_FEATURES + PHYSICS_FEATURES
 
@@ -62,12 +65,23 @@ class Request:
     dtype: str = "bf16"
     mode: str = "static"  # eager | static | compiled | graphed (all but eager count as "hybrid")
     gpu_count: int = 1
+    # Slots of a static KV cache (every mode but eager allocates one). Its decode steps attend over
+    # every slot, masked, so they read the whole allocation whatever the position. None: input +
+    # output, what wattlens allocates for one request; a generation measured at many output
+    # lengths keeps the capacity of its longest one.
+    cache_tokens: int | None = None
 
     def __post_init__(self):
         for name in ("input_tokens", "output_tokens", "batch_size", "gpu_count"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise BadInput(f"{name}={v!r} must be an integer >= 1")
+        if self.cache_tokens is not None:
+            if not isinstance(self.cache_tokens, int) or isinstance(self.cache_tokens, bool):
+                raise BadInput(f"cache_tokens={self.cache_tokens!r} must be an integer")
+            if self.cache_tokens < self.input_tokens + self.output_tokens - 1:
+                raise BadInput(f"cache_tokens={self.cache_tokens} cannot hold {self.input_tokens} input + "
+                               f"{self.output_tokens} output tokens")
         if self.dtype not in DTYPE_BYTES:
             raise BadInput(f"dtype {self.dtype!r} not supported by the predictor (use {', '.join(DTYPE_BYTES)})")
 
@@ -132,7 +146,12 @@ def _flops_per_s(gpu: GPUSpec, dtype: str) -> float:
     return gpu.fp16_bf16_dense_flops_per_s
 
 
-def physics_features(facts: ModelFacts, req: Request, gpu: GPUSpec) -> dict[str, float]:
+def static_cache_tokens(req: Request) -> int:
+    """Slots a static-cache request allocates (its own, or input + output)."""
+    return req.cache_tokens if req.cache_tokens is not None else req.input_tokens + req.output_tokens
+
+
+def physics_features(facts: ModelFacts, req: Request, gpu: GPUSpec, ops_per_step: int) -> dict[str, float]:
     """FLOPs, bytes and roofline times of one request (see the module docstring)."""
     b, n_in, n_out = req.batch_size, req.input_tokens, req.output_tokens
     nbytes = DTYPE_BYTES[req.dtype]
@@ -141,7 +160,10 @@ def physics_features(facts: ModelFacts, req: Request, gpu: GPUSpec) -> dict[str,
     prefill_flops_batch = facts.prefill_flops(n_in, b)
     steps = n_out - 1
     first, last = n_in + 1, n_in + steps
-    kv_sum = kv_token_layers_sum(facts, first, last)  # token-layer slots attended, summed over steps
+    if req.mode == "eager":  # a dynamic cache: each step attends to the context so far
+        kv_sum = kv_token_layers_sum(facts, first, last)  # token-layer slots attended, summed over steps
+    else:  # a static cache: each step attends to every slot (empty ones masked)
+        kv_sum = steps * facts.kv_token_layers(static_cache_tokens(req))
     # Decode FLOPs: each step, each sequence: 2 x matmul weights + 4 x heads x head_dim x attended slots.
     decode_flops_batch = b * (steps * 2 * facts.matmul_params_active + 4 * facts.num_heads * facts.head_dim * kv_sum)
     # Decode bytes: weights part is constant per step; KV part is per-slot bytes x slots.
@@ -157,6 +179,7 @@ def physics_features(facts: ModelFacts, req: Request, gpu: GPUSpec) -> dict[str,
         "decode_roofline_s": decode_roofline,
         "decode_steps": float(steps),
         "layer_steps": float(steps * facts.num_layers),
+        "decode_kernels": float(steps * ops_per_step),
         "kv_bytes_held_per_prompt": float(facts.kv_cache_bytes(n_in + n_out - 1, nbytes)),
     }
 
@@ -205,5 +228,5 @@ def request_features(config: Mapping[str, Any], req: Request, gpu: GPUSpec,
         "gpu_cuda_cores": (gpu.cuda_cores or 0) * req.gpu_count,
         "gpu_free_memory_bytes": total_memory - vram,
     }
-    out.update(physics_features(facts, req, gpu))
+    out.update(physics_features(facts, req, gpu, decode_ops(config).per_step(facts.num_layers)))
     return {k: float(out[k]) for k in ALL_FEATURES}

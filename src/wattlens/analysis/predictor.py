@@ -5,7 +5,8 @@ Table V, scored by repeated 5x5 cross-validation (its Table II) and on held-out 
 Table III), plus its mixed-size batch validation (its Fig. 12). On top of it:
 
 * physics features (`predict_features`) and a physics-informed model: energy = TDP x (theta_p x
-  prefill roofline time + theta_d x decode roofline time + theta_o x launch-bound time), thetas
+  prefill roofline time + theta_d x decode roofline time + theta_o x launch-bound time, the
+  operators the decode steps run x 2.5 us: `wattlens.models.decode_ops`), thetas
   fitted >= 0 on relative error, with a learned multiplicative residual. Being a product of
   roofline times and a power scale, it extrapolates to bigger models and other GPUs where trees
   cannot;
@@ -44,7 +45,7 @@ J_PER_WH = 3600.0
 # model + overrides (or config_json) + gpu_name, so the file stays small and features can evolve.
 DATASET_COLUMNS = (
     "model", "family", "overrides_json", "config_json", "gpu_name", "gpu_count", "dtype", "mode",
-    "input_tokens", "output_tokens", "batch_size", "energy_batch_j", "energy_batch_uncertainty_j",
+    "input_tokens", "output_tokens", "batch_size", "cache_tokens", "energy_batch_j", "energy_batch_uncertainty_j",
     "energy_per_prompt_j", "energy_per_prompt_uncertainty_j", "energy_per_output_token_j", "time_s",
     "energy_source", "trial_id", "run_id", "measured_at", "wattlens_version", "torch_version",
     "transformers_version", "driver_version",
@@ -65,6 +66,8 @@ def load_dataset(path: str | Path):
 def normalize_dataset(df, source: str = "rows"):
     """Check the required columns and fill the optional ones (defaults, catalog families), so that
     rows read from a file and rows built from a store in memory look alike."""
+    import pandas as pd
+
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise BadInput(f"dataset {source} lacks column(s) {missing}")
@@ -76,6 +79,11 @@ def normalize_dataset(df, source: str = "rows"):
     for col, default in (("overrides_json", ""), ("config_json", ""), ("family", ""), ("mode", "static"),
                          ("dtype", "bf16")):
         df[col] = df[col].astype(object).where(df[col].notna(), default).astype(str)
+    # Static-cache slots of the generation a row was cut from; empty (eager, or files written before
+    # the column existed): input + output.
+    cache = pd.to_numeric(df["cache_tokens"], errors="coerce") if "cache_tokens" in df.columns else None
+    df["cache_tokens"] = (df["input_tokens"] + df["output_tokens"] if cache is None
+                          else cache.fillna(df["input_tokens"] + df["output_tokens"])).astype(int)
     if (df["family"] == "").any():
         df.loc[df["family"] == "", "family"] = df.loc[df["family"] == "", "model"].map(model_family)
     return df
@@ -138,8 +146,9 @@ def feature_matrix(df) -> np.ndarray:
         cfg, facts = cfg_cache[key]
         if r.gpu_name not in gpu_cache:
             gpu_cache[r.gpu_name] = gpu_spec_by_name(r.gpu_name)
+        cache = getattr(r, "cache_tokens", None)
         req = Request(int(r.input_tokens), int(r.output_tokens), int(r.batch_size), str(r.dtype), str(r.mode),
-                      int(r.gpu_count))
+                      int(r.gpu_count), None if cache is None or cache != cache else int(cache))
         f = request_features(cfg, req, gpu_cache[r.gpu_name], facts)
         rows.append([f[k] for k in ALL_FEATURES])
     return np.asarray(rows, dtype=float)
@@ -199,31 +208,26 @@ class _LogTarget:
 
 # Uncalibrated physics parameters (used before any dataset exists; NOT fitted to measurements):
 # prefill at 50% of peak dense FLOP/s drawing 90% of TDP -> 0.9/0.5; decode at 60% of HBM bandwidth
-# drawing 60% of TDP -> 0.6/0.6; a launch-bound floor of 0.1 ms per layer per decode step drawing
-# 30% of TDP. They are round engineering guesses, stated so, with a wide interval.
+# drawing 60% of TDP -> 0.6/0.6; a launch-bound floor of 2.5 us per operator of a decode step (0.1 ms
+# per Llama layer) drawing 30% of TDP. They are round engineering guesses, stated so, with a wide interval.
 UNCALIBRATED_THETA = (1.8, 1.0, 0.3)
-UNCALIBRATED_TIME_THETA = (2.0, 1.0 / 0.6, 1.0)  # s per roofline s (prefill, decode), per 0.1 ms layer-step
+UNCALIBRATED_TIME_THETA = (2.0, 1.0 / 0.6, 1.0)  # s per roofline s (prefill, decode), per KERNEL_S operator
 UNCALIBRATED_LOG_INTERVAL = (-math.log(3.0), math.log(3.0))  # x/÷ 3
-LAYER_STEP_S = 1e-4
-
-
-def physics_basis(X: np.ndarray) -> np.ndarray:
-    """Per-prompt energy bases in joules: TDP x (prefill roofline s, decode roofline s, launch s) / batch."""
-    X = np.atleast_2d(X)
-    tdp = X[:, _IDX["gpu_tdp_w"]]
-    b = X[:, _IDX["batch_size"]]
-    return np.column_stack([
-        tdp * X[:, _IDX["prefill_roofline_s"]] / b,
-        tdp * X[:, _IDX["decode_roofline_s"]] / b,
-        tdp * X[:, _IDX["layer_steps"]] * LAYER_STEP_S / b,
-    ])
+KERNEL_S = 2.5e-6  # the launch-bound basis unit: 0.1 ms per Llama layer-step of 40 operators
 
 
 def time_basis(X: np.ndarray) -> np.ndarray:
-    """Request time bases in seconds: prefill roofline, decode roofline, launch-bound floor."""
+    """Request time bases in seconds: prefill roofline, decode roofline, launch-bound floor (decode
+    kernels x `KERNEL_S`)."""
     X = np.atleast_2d(X)
     return np.column_stack([X[:, _IDX["prefill_roofline_s"]], X[:, _IDX["decode_roofline_s"]],
-                            X[:, _IDX["layer_steps"]] * LAYER_STEP_S])
+                            X[:, _IDX["decode_kernels"]] * KERNEL_S])
+
+
+def physics_basis(X: np.ndarray) -> np.ndarray:
+    """Per-prompt energy bases in joules: TDP x `time_basis` / batch."""
+    X = np.atleast_2d(X)
+    return time_basis(X) * (X[:, _IDX["gpu_tdp_w"]] / X[:, _IDX["batch_size"]])[:, None]
 
 
 def _nnls_relative(A: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -249,26 +253,89 @@ class PhysicsModel:
         return np.maximum(physics_basis(X) @ self.theta, 1e-12)
 
 
-class PhysicsResidualModel:
-    """Physics model times exp(a tree ensemble's prediction of log(measured / physics))."""
+class ForestResidual:
+    """exp(a random forest's prediction of a log residual): the correction the physics + learned
+    residual learner multiplies a physics figure by (energy, and the time `wattlens predict` prints).
 
-    def __init__(self, seed: int = 0):
-        self.physics = PhysicsModel()
+    Trees follow the data where a linear correction would extrapolate: a family whose costs the
+    features do not explain (GPT-OSS-20B's uncompiled decode is 2.4x its roofline + operator time at
+    batch 64) would otherwise tilt a linear residual for every other model. Fitted with
+    scikit-learn, then kept as plain arrays so the fitted forest saves as JSON and is applied with
+    numpy alone; the size (50 trees, >= 10 rows per leaf: ~12k nodes) is fixed, not tuned per fold,
+    and chosen so the shipped file (an energy and a time forest) stays under a megabyte.
+    """
+
+    MIN_SAMPLES_LEAF = 10
+
+    def __init__(self, trees: list[dict[str, np.ndarray]] | None = None, seed: int = 0):
+        self.trees = trees or []
         self.seed = seed
-        self.residual = None
 
-    def fit(self, X, y):
+    def fit(self, X, log_residual):
         from sklearn.ensemble import RandomForestRegressor
 
+        forest = RandomForestRegressor(n_estimators=N_TREES["physics_residual"], min_samples_leaf=self.MIN_SAMPLES_LEAF,
+                                       random_state=self.seed, n_jobs=-1)
+        forest.fit(np.atleast_2d(X), np.asarray(log_residual, float))
+        self.trees = [{"left": t.tree_.children_left.copy(), "right": t.tree_.children_right.copy(),
+                       "feature": t.tree_.feature.copy(), "threshold": t.tree_.threshold.copy(),
+                       "value": t.tree_.value[:, 0, 0].copy()} for t in forest.estimators_]
+        return self
+
+    def log_factor(self, X) -> np.ndarray:
+        # scikit-learn compares float32 copies of the features with float64 thresholds; so does this
+        X = np.atleast_2d(np.asarray(X, float)).astype(np.float32).astype(np.float64)
+        rows = np.arange(len(X))
+        total = np.zeros(len(X))
+        for t in self.trees:
+            node = np.zeros(len(X), dtype=np.int64)
+            while True:
+                left = t["left"][node]
+                inner = left >= 0
+                if not inner.any():
+                    break
+                go_left = X[rows, np.where(inner, t["feature"][node], 0)] <= t["threshold"][node]
+                node = np.where(inner, np.where(go_left, left, t["right"][node]), node)
+            total += t["value"][node]
+        return total / max(len(self.trees), 1)
+
+    def factor(self, X) -> np.ndarray:
+        return np.exp(self.log_factor(X))
+
+    def to_dict(self) -> dict[str, Any]:
+        keys = ("left", "right", "feature", "threshold", "value")
+        return {"features": list(ALL_FEATURES), "min_samples_leaf": self.MIN_SAMPLES_LEAF,
+                "trees": [{k: t[k].tolist() for k in keys} for t in self.trees]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ForestResidual:
+        if d["features"] != list(ALL_FEATURES):
+            raise ValueError("it was fitted on another feature set (refit with `wattlens train`)")
+        ints = ("left", "right", "feature")
+        return cls([{k: np.asarray(v, np.int64 if k in ints else float) for k, v in t.items()} for t in d["trees"]])
+
+
+class PhysicsResidualModel:
+    """Physics model times a `ForestResidual` of log(measured / physics)."""
+
+    def __init__(self, seed: int = 0, theta: Sequence[float] = UNCALIBRATED_THETA,
+                 residual: ForestResidual | None = None):
+        self.physics = PhysicsModel(theta)
+        self.seed = seed
+        self.residual = residual or ForestResidual(seed=seed)
+
+    def fit(self, X, y):
         y = np.asarray(y, dtype=float)
         self.physics.fit(X, y)
-        r = np.log(y / self.physics.predict(X))
-        self.residual = RandomForestRegressor(n_estimators=N_TREES["physics_residual"], min_samples_leaf=3, random_state=self.seed, n_jobs=-1)
-        self.residual.fit(X, r)
+        self.residual = ForestResidual(seed=self.seed).fit(X, np.log(y / self.physics.predict(X)))
         return self
 
     def predict(self, X):
-        return self.physics.predict(X) * np.exp(self.residual.predict(X))
+        return self.physics.predict(X) * self.residual.factor(X)
+
+    @property
+    def theta(self):
+        return self.physics.theta
 
 
 class LogLinearResidual:
@@ -338,16 +405,21 @@ class PhysicsLinearModel:
 
 class TimeModel:
     """Request time = time_basis(X) @ theta (non-negative, fitted on relative error), times a
-    `LogLinearResidual` when one was fitted (bundles saved before it existed have none)."""
+    residual when one was fitted: the same kind as the energy learner's (`ForestResidual` for the
+    physics + learned residual learner, else `LogLinearResidual`; bundles saved before residuals
+    existed have none)."""
 
-    def __init__(self, theta: Sequence[float] = UNCALIBRATED_TIME_THETA, residual: LogLinearResidual | None = None):
+    def __init__(self, theta: Sequence[float] = UNCALIBRATED_TIME_THETA,
+                 residual: LogLinearResidual | ForestResidual | None = None, forest: bool = False):
         self.theta = np.asarray(theta, float)
         self.residual = residual
+        self.forest = forest
 
     def fit(self, X, time_s):
         t = np.asarray(time_s, float)
         self.theta = _nnls_relative(time_basis(X), t)
-        self.residual = LogLinearResidual().fit(X, np.log(t / np.maximum(time_basis(X) @ self.theta, 1e-12)))
+        residual = ForestResidual() if self.forest else LogLinearResidual()
+        self.residual = residual.fit(X, np.log(t / np.maximum(time_basis(X) @ self.theta, 1e-12)))
         return self
 
     def predict(self, X) -> np.ndarray:
@@ -356,7 +428,7 @@ class TimeModel:
 
 
 # Ensemble sizes (fixed, not tuned). Tests shrink them to stay fast; results use these.
-N_TREES = {"random_forest": 300, "physics_residual": 200, "xgb_tree": 400, "xgb_linear": 200}
+N_TREES = {"random_forest": 300, "physics_residual": 50, "xgb_tree": 400, "xgb_linear": 200}
 
 
 def xgboost_available() -> bool:
@@ -635,7 +707,7 @@ class PredictorBundle:
     time_theta: tuple[float, float, float]
     calibrated: bool
     trained_on: dict[str, Any] = field(default_factory=dict)
-    time_residual: LogLinearResidual | None = None  # None: the time is the NNLS fit alone
+    time_residual: LogLinearResidual | ForestResidual | None = None  # None: the time is the NNLS fit alone
 
     def predict_features(self, X: np.ndarray) -> dict[str, np.ndarray]:
         X = np.atleast_2d(X)
@@ -670,7 +742,7 @@ def fit_bundle(X: np.ndarray, y: np.ndarray, learner: str, groups: Sequence[Any]
     r = np.log(y / oof)
     r = r[np.isfinite(r)]
     interval = (float(np.percentile(r, 5)), float(np.percentile(r, 95))) if r.size >= 20 else UNCALIBRATED_LOG_INTERVAL
-    time_model = TimeModel()
+    time_model = TimeModel(forest=learner == "physics_residual")
     if time_s is not None and np.all(np.isfinite(time_s)) and np.all(np.asarray(time_s) > 0) and len(time_s) >= 3:
         time_model.fit(X, time_s)
     model = make_learner(learner, seed).fit(X, y)
@@ -686,20 +758,30 @@ def save_bundle(bundle: PredictorBundle, path: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".json":
         m = bundle.model
-        if not isinstance(m, (PhysicsModel, PhysicsLinearModel)):
+        if not isinstance(m, (PhysicsModel, PhysicsLinearModel, PhysicsResidualModel)):
             raise BadInput(f"only the physics learners can be saved as JSON, not {bundle.learner}: use a .pkl path")
         doc = {"format": "wattlens-predictor", "version": 1, "learner": bundle.learner,
                "theta": [float(v) for v in m.theta], "time_theta": list(bundle.time_theta),
                "log_interval": list(bundle.log_interval), "calibrated": bundle.calibrated,
                "trained_on": bundle.trained_on}
-        if isinstance(m, PhysicsLinearModel):
-            doc["residual"] = m.residual.to_dict()
+        if isinstance(m, (PhysicsLinearModel, PhysicsResidualModel)):
+            doc["residual"] = {"kind": _residual_kind(m.residual), **m.residual.to_dict()}
         if bundle.time_residual is not None:
-            doc["time_residual"] = bundle.time_residual.to_dict()
-        path.write_text(json.dumps(doc, indent=1) + "\n")
+            doc["time_residual"] = {"kind": _residual_kind(bundle.time_residual), **bundle.time_residual.to_dict()}
+        # the forest's arrays on one line each; the rest readable
+        path.write_text(json.dumps(doc, indent=None if isinstance(m, PhysicsResidualModel) else 1,
+                                   separators=(",", ":") if isinstance(m, PhysicsResidualModel) else None) + "\n")
         return
     with open(path, "wb") as f:
         pickle.dump(bundle, f)
+
+
+def _residual_kind(residual) -> str:
+    return "forest" if isinstance(residual, ForestResidual) else "linear"
+
+
+def _residual_from_dict(d: Mapping[str, Any]):
+    return ForestResidual.from_dict(d) if d.get("kind") == "forest" else LogLinearResidual.from_dict(d)
 
 
 def _bundle_from_json(p: Path) -> PredictorBundle:
@@ -708,12 +790,16 @@ def _bundle_from_json(p: Path) -> PredictorBundle:
         if doc.get("format") != "wattlens-predictor":
             raise ValueError("not a wattlens predictor")
         res = doc.get("residual")
-        model = (PhysicsModel(doc["theta"]) if res is None
-                 else PhysicsLinearModel(doc["theta"], LogLinearResidual.from_dict(res)))
+        if res is None:
+            model = PhysicsModel(doc["theta"])
+        elif res.get("kind") == "forest":
+            model = PhysicsResidualModel(theta=doc["theta"], residual=ForestResidual.from_dict(res))
+        else:
+            model = PhysicsLinearModel(doc["theta"], LogLinearResidual.from_dict(res))
         time_res = doc.get("time_residual")
         return PredictorBundle(doc["learner"], model, tuple(doc["log_interval"]),
                                tuple(doc["time_theta"]), bool(doc["calibrated"]), dict(doc.get("trained_on", {})),
-                               LogLinearResidual.from_dict(time_res) if time_res else None)
+                               _residual_from_dict(time_res) if time_res else None)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise BadInput(f"{p} is not a wattlens predictor: {e}") from None
 
@@ -745,5 +831,7 @@ def predict_request(config: Mapping[str, Any], req: Request, gpu, bundle: Predic
     f = request_features(config, req, gpu)
     X = np.asarray([[f[k] for k in ALL_FEATURES]])
     p = {k: float(v[0]) for k, v in bundle.predict_features(X).items()}
+    from wattlens.models.decode_ops import decode_ops
+
     return {**p, "energy_batch_j": p["energy_per_prompt_j"] * req.batch_size, "learner": bundle.learner,
-            "calibrated": bundle.calibrated, "features": f}
+            "calibrated": bundle.calibrated, "decode_ops_source": decode_ops(config).source, "features": f}

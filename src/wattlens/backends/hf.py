@@ -468,6 +468,8 @@ class HFBackend:
                     else getattr(self.model.config, "_attn_implementation", None)
                 ),
             )
+            if self._lean is not None:  # decode steps attend over every slot of it (the predictor's cache_tokens)
+                d["static_cache_tokens"] = self._lean.max_cache_tokens
         else:
             d["loop"] = "transformers generate"
         if _has_experts(self.model):
@@ -537,6 +539,32 @@ class HFBackend:
         )
 
 
+def _capture_safe_window_update(layer) -> None:
+    """Make a static sliding-window cache layer's one-token update capturable in a CUDA graph.
+
+    Once its window is full, transformers' layer rolls the window left and writes the new token at
+    the end through an index tensor built from a host list (`torch.tensor([-1], device=...)`, a
+    workaround for a dynamo bug); uncompiled, that is a host-to-device copy, which a CUDA graph
+    capture refuses. This instance override does the same roll and overwrites the last slot
+    through a slice; every other case goes to the layer's own update.
+    """
+    own_update = layer.update
+
+    def update(key_states, value_states, *args, **kwargs):
+        if not (layer.is_initialized and key_states.shape[-2] == 1
+                and layer.cumulative_length_int >= layer.max_cache_len):
+            return own_update(key_states, value_states, *args, **kwargs)
+        layer.cumulative_length_int += 1
+        keys, values = layer.keys.roll(-1, dims=-2), layer.values.roll(-1, dims=-2)
+        keys[:, :, -1:] = key_states
+        values[:, :, -1:] = value_states
+        layer.keys.copy_(keys)  # in place: the graph holds these addresses
+        layer.values.copy_(values)
+        return layer.keys, layer.values
+
+    layer.update = update
+
+
 class _LeanDecoder:
     """Static cache + a decode step (compiled, or the model's own kernels) replayed from a CUDA graph.
 
@@ -557,6 +585,10 @@ class _LeanDecoder:
         self.max_cache_tokens = max_cache_tokens
         dev = backend.device
         self.cache = StaticCache(config=self.model.config, max_cache_len=max_cache_tokens)
+        if backend.mode == "graphed":  # uncompiled kernels captured as they run (compiled mode traces them)
+            for layer in self.cache.layers:
+                if hasattr(layer, "cumulative_length_int"):
+                    _capture_safe_window_update(layer)
         self.cur_tokens = torch.zeros(batch_size, 1, dtype=torch.long, device=dev)
         self.positions = torch.zeros(batch_size, 1, dtype=torch.long, device=dev)  # cache slot of the next token
         # Left padding of each row (ragged batches): its rotary position is the slot minus the padding,

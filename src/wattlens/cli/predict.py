@@ -65,6 +65,9 @@ def register(app: typer.Typer) -> None:
         dtype: Annotated[str, typer.Option(help="bf16 | fp16 | fp32.")] = "bf16",
         mode: Annotated[str, typer.Option(help="eager | static | compiled | graphed (the shipped predictor was "
                                              "measured in graphed mode).")] = "graphed",
+        cache_tokens: Annotated[int | None, typer.Option(
+            "--cache-tokens", help="Slots of the static KV cache (every mode but eager attends over all of them each "
+                                   "decode step; default: input + output).")] = None,
         set_: Annotated[list[str] | None, typer.Option("--set", help="Architecture edit key=value (repeatable).")] = None,
         predictor: Annotated[Path | None, typer.Option(help="Fitted predictor file (from `wattlens train`).")] = None,
         conversation: Annotated[Path | None, typer.Option(help="JSON list of turns: predict the whole conversation.")] = None,
@@ -87,14 +90,14 @@ def register(app: typer.Typer) -> None:
         shapes = _conversation_requests(conversation) if conversation else [(input_tokens, output_tokens)]
         results = []
         for n_in, n_out in shapes:
-            req = Request(n_in, n_out, batch, dtype, mode, gpus)
+            req = Request(n_in, n_out, batch, dtype, mode, gpus, cache_tokens)
             r = predict_request(source.config, req, spec, bundle)
             r.pop("features")
             results.append({"input_tokens": n_in, "output_tokens": n_out, **r})
         total = {k: sum(r[k] for r in results) for k in ("energy_per_prompt_j", "energy_low_j", "energy_high_j", "time_s")}
         doc: dict[str, Any] = {
             "model": source.name, "overrides": dict(overrides), "gpu": spec.name, "gpu_count": gpus, "batch_size": batch,
-            "dtype": dtype, "mode": mode, "learner": bundle.learner, "calibrated": bundle.calibrated,
+            "dtype": dtype, "mode": mode, "cache_tokens": cache_tokens, "learner": bundle.learner, "calibrated": bundle.calibrated,
             "trained_modes": bundle.trained_on.get("modes"),
             "requests": results, "total_energy_per_prompt_j": total["energy_per_prompt_j"],
             "total_energy_low_j": total["energy_low_j"], "total_energy_high_j": total["energy_high_j"],
@@ -120,6 +123,10 @@ def register(app: typer.Typer) -> None:
         if grid_gco2_per_kwh is not None:
             _print(f"carbon: {doc['carbon_gco2']:.3f} gCO2e at {grid_gco2_per_kwh:g} gCO2e/kWh "
                    f"(interval {doc['carbon_low_gco2']:.3f} - {doc['carbon_high_gco2']:.3f})")
+        ops_source = results[0]["decode_ops_source"]
+        if ops_source != "table":
+            _print(f"[yellow]note: operators per decode step of this architecture: {ops_source} (not in the shipped "
+                   "table, wattlens/models/data/decode_ops.json).[/]")
         if bundle.calibrated:
             _print(f"learner: {bundle.learner} (trained on {bundle.trained_on.get('rows', '?')} measured rows)")
             trained_modes = bundle.trained_on.get("modes")
@@ -137,7 +144,8 @@ def register(app: typer.Typer) -> None:
         dataset: Annotated[Path | None, typer.Option(help="Dataset CSV/Parquet instead of (or besides) results.")] = None,
         db: Annotated[Path | None, typer.Option("--db", help="Results database to read trials from.")] = None,
         learner: Annotated[str, typer.Option(help="physics_residual | physics | random_forest | xgb_tree | ...")] = "physics_residual",
-        out: Annotated[Path, typer.Option(help="Where to write the fitted predictor.")] = Path("predictor.pkl"),
+        out: Annotated[Path, typer.Option(help="Where to write the fitted predictor: .json for the physics learners "
+                                              "(plain numbers, safe to load), .pkl for the others.")] = Path("predictor.json"),
         dataset_out: Annotated[Path | None, typer.Option(help="Also write the assembled dataset CSV here.")] = None,
         min_batch: Annotated[int, typer.Option(help="Train on rows with batch >= this.")] = 1,
         mode: Annotated[str | None, typer.Option(help="Train on rows of this serving mode (default: the mode with most rows).")] = None,
