@@ -29,8 +29,13 @@ def test_count_matches_the_table():
 
 
 def test_unknown_architecture_without_torch_falls_back_to_the_median(monkeypatch):
-    monkeypatch.setattr(D, "_counted", lambda model_type, config_json: None)
+    monkeypatch.setattr(D, "_counted", lambda model_type, config_json: "torch is not installed")
     ops = D.decode_ops({"model_type": "not_a_real_arch"})
-    assert ops.source.startswith("fallback")
+    assert ops.source.startswith("fallback") and "torch is not installed" in ops.source
     per_layer = sorted(r["per_layer"] for r in D._table()["model_types"].values())
     assert per_layer[0] <= ops.per_layer <= per_layer[-1]
+
+
+def test_architecture_transformers_cannot_build_falls_back_with_the_reason():
+    ops = D.decode_ops({"model_type": "not_a_real_arch", "num_hidden_layers": 2})
+    assert ops.source.startswith("fallback") and "could not count" in ops.source

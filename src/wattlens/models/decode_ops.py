@@ -107,11 +107,14 @@ def _table() -> dict[str, Any]:
 
 
 @lru_cache(maxsize=64)
-def _counted(model_type: str, config_json: str) -> DecodeOps | None:
+def _counted(model_type: str, config_json: str) -> DecodeOps | str:
+    """The count, or why there is none (no torch / transformers, or an architecture they cannot build)."""
     try:
         return count_decode_ops(json.loads(config_json))
-    except ImportError:
-        return None
+    except ImportError as e:
+        return f"{e.name or 'torch'} is not installed"
+    except Exception as e:  # noqa: BLE001 - any failure to build or run the toy copy means: no count
+        return f"could not count it: {type(e).__name__}: {e}"[:200]
 
 
 def decode_ops(config: Mapping[str, Any]) -> DecodeOps:
@@ -121,11 +124,11 @@ def decode_ops(config: Mapping[str, Any]) -> DecodeOps:
     if row is not None:
         return DecodeOps(row["per_layer"], row["outside"], "table")
     counted = _counted(model_type, json.dumps(dict(config), sort_keys=True, default=str))
-    if counted is not None:
+    if isinstance(counted, DecodeOps):
         return counted
     rows = list(_table()["model_types"].values())
     return DecodeOps(int(statistics.median(r["per_layer"] for r in rows)),
-                     int(statistics.median(r["outside"] for r in rows)), "fallback (median of the table)")
+                     int(statistics.median(r["outside"] for r in rows)), f"fallback (median of the table; {counted})")
 
 
 def build_table() -> dict[str, Any]:
