@@ -125,7 +125,7 @@ def time_validation(df: pd.DataFrame, X: np.ndarray, big: np.ndarray, out: Path)
             continue
         plain, full = np.full(len(t), np.nan), np.full(len(t), np.nan)
         for _, tr, te in P.leave_one_group_out_indices(df[col].to_numpy()):
-            model = P.TimeModel(forest=SHIPPED_LEARNER == "physics_residual").fit(X[tr], t[tr])
+            model = P.time_model_for(SHIPPED_LEARNER).fit(X[tr], t[tr])
             full[te] = model.predict(X[te])
             plain[te] = P.TimeModel(model.theta).predict(X[te])
         mape = lambda pred: P.regression_metrics(t[big], pred[big])["mape_pct"]  # noqa: E731

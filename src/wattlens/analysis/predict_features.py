@@ -85,6 +85,11 @@ class Request:
         if self.dtype not in DTYPE_BYTES:
             raise BadInput(f"dtype {self.dtype!r} not supported by the predictor (use {', '.join(DTYPE_BYTES)})")
 
+    @property
+    def cache_slots(self) -> int:
+        """Slots the static cache holds: `cache_tokens`, or input + output when it is not given."""
+        return self.cache_tokens if self.cache_tokens is not None else self.input_tokens + self.output_tokens
+
 
 def _intermediate_size(config: Mapping[str, Any], facts: ModelFacts) -> int:
     """FFN width one token's MLP uses: the expert width for MoE models, OPT's ffn_dim."""
@@ -146,11 +151,6 @@ def _flops_per_s(gpu: GPUSpec, dtype: str) -> float:
     return gpu.fp16_bf16_dense_flops_per_s
 
 
-def static_cache_tokens(req: Request) -> int:
-    """Slots a static-cache request allocates (its own, or input + output)."""
-    return req.cache_tokens if req.cache_tokens is not None else req.input_tokens + req.output_tokens
-
-
 def physics_features(facts: ModelFacts, req: Request, gpu: GPUSpec, ops_per_step: int) -> dict[str, float]:
     """FLOPs, bytes and roofline times of one request (see the module docstring)."""
     b, n_in, n_out = req.batch_size, req.input_tokens, req.output_tokens
@@ -163,7 +163,7 @@ def physics_features(facts: ModelFacts, req: Request, gpu: GPUSpec, ops_per_step
     if req.mode == "eager":  # a dynamic cache: each step attends to the context so far
         kv_sum = kv_token_layers_sum(facts, first, last)  # token-layer slots attended, summed over steps
     else:  # a static cache: each step attends to every slot (empty ones masked)
-        kv_sum = steps * facts.kv_token_layers(static_cache_tokens(req))
+        kv_sum = steps * facts.kv_token_layers(req.cache_slots)
     # Decode FLOPs: each step, each sequence: 2 x matmul weights + 4 x heads x head_dim x attended slots.
     decode_flops_batch = b * (steps * 2 * facts.matmul_params_active + 4 * facts.num_heads * facts.head_dim * kv_sum)
     # Decode bytes: weights part is constant per step; KV part is per-slot bytes x slots.

@@ -427,6 +427,11 @@ class TimeModel:
         return t * self.residual.factor(X) if self.residual is not None else t
 
 
+def time_model_for(learner: str) -> TimeModel:
+    """The unfitted time model a bundle of `learner` carries: its residual is the learner's kind."""
+    return TimeModel(forest=learner == "physics_residual")
+
+
 # Ensemble sizes (fixed, not tuned). Tests shrink them to stay fast; results use these.
 N_TREES = {"random_forest": 300, "physics_residual": 50, "xgb_tree": 400, "xgb_linear": 200}
 
@@ -742,7 +747,7 @@ def fit_bundle(X: np.ndarray, y: np.ndarray, learner: str, groups: Sequence[Any]
     r = np.log(y / oof)
     r = r[np.isfinite(r)]
     interval = (float(np.percentile(r, 5)), float(np.percentile(r, 95))) if r.size >= 20 else UNCALIBRATED_LOG_INTERVAL
-    time_model = TimeModel(forest=learner == "physics_residual")
+    time_model = time_model_for(learner)
     if time_s is not None and np.all(np.isfinite(time_s)) and np.all(np.asarray(time_s) > 0) and len(time_s) >= 3:
         time_model.fit(X, time_s)
     model = make_learner(learner, seed).fit(X, y)
@@ -768,9 +773,10 @@ def save_bundle(bundle: PredictorBundle, path: str | Path) -> None:
             doc["residual"] = {"kind": _residual_kind(m.residual), **m.residual.to_dict()}
         if bundle.time_residual is not None:
             doc["time_residual"] = {"kind": _residual_kind(bundle.time_residual), **bundle.time_residual.to_dict()}
-        # the forest's arrays on one line each; the rest readable
-        path.write_text(json.dumps(doc, indent=None if isinstance(m, PhysicsResidualModel) else 1,
-                                   separators=(",", ":") if isinstance(m, PhysicsResidualModel) else None) + "\n")
+        if isinstance(m, PhysicsResidualModel):  # a forest's arrays indented would run to ~100k lines
+            path.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+        else:
+            path.write_text(json.dumps(doc, indent=1) + "\n")
         return
     with open(path, "wb") as f:
         pickle.dump(bundle, f)
