@@ -412,6 +412,54 @@ def test_graphed_full_window_update_avoids_host_copies_and_matches_eager(monkeyp
                for layer in backend._lean.cache.layers if hasattr(layer, "cumulative_length_int"))
 
 
+def test_sink_decode_attention_matches_the_models_eager_attention():
+    """GPT-OSS's decode attention without `repeat_kv`: same output as transformers' eager function
+    (sink logits, additive mask hiding empty cache slots), on random inputs."""
+    from wattlens.backends.hf import _model_eager_attention, decode_attention_with_sinks
+
+    model, *_ = _eager_reference("tiny-gpt-oss", ctx=4, gen=1, seed=0)
+    attn = model.model.layers[0].self_attn
+    with torch.no_grad():
+        attn.sinks.copy_(torch.randn(attn.sinks.shape, generator=torch.Generator().manual_seed(2)))
+    batch, slots, hq, hkv, d = 3, 11, model.config.num_attention_heads, model.config.num_key_value_heads, attn.head_dim
+    g = torch.Generator().manual_seed(1)
+    q, k, v = (torch.randn(batch, h, n, d, generator=g) for h, n in ((hq, 1), (hkv, slots), (hkv, slots)))
+    visible = torch.arange(slots)[None, None, None, :] <= torch.tensor([3, 7, 10])[:, None, None, None]
+    mask = torch.zeros(visible.shape).masked_fill(~visible, torch.finfo(torch.float32).min)
+    want, _ = _model_eager_attention(attn)(attn, q, k, v, mask, scaling=attn.scaling)
+    got, _ = decode_attention_with_sinks(attn, q, k, v, mask, scaling=attn.scaling)
+    assert hq > hkv and got.shape == want.shape == (batch, 1, hq, d)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    got_bool, _ = decode_attention_with_sinks(attn, q, k, v, visible, scaling=attn.scaling)
+    torch.testing.assert_close(got_bool, want, rtol=1e-5, atol=1e-6)
+
+
+def test_graphed_gpt_oss_decodes_with_the_sink_attention(monkeypatch):
+    """The lean loop gives GPT-OSS (eager-only in transformers) the sink attention for its decode
+    steps, and keeps eager's greedy tokens."""
+    import wattlens.backends.hf as hf
+
+    model, ids, mask, eager = _eager_reference("tiny-gpt-oss", ctx=14, gen=8, seed=6)
+    one_row_steps = []
+    real = hf.decode_attention_with_sinks
+
+    def spy(module, query, *args, **kwargs):
+        one_row_steps.append(query.shape[2] == 1)
+        return real(module, query, *args, **kwargs)
+
+    monkeypatch.setattr(hf, "decode_attention_with_sinks", spy)
+    try:
+        backend = HFBackend(model, "graphed")
+        out = backend.generate(ids, mask, 8).output_ids
+    finally:
+        monkeypatch.undo()
+        hf._register_sink_attention()  # the global registry holds the real function again
+    assert torch.equal(out, eager)
+    assert one_row_steps.count(True) == 7 * model.config.num_hidden_layers  # every decode step, every layer
+    assert backend.describe()["decode_attention"].startswith(hf.SINK_DECODE_ATTENTION)
+    assert model.config._attn_implementation == "eager"  # the shared model is left as it was
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["tiny-gqa", "tiny-gpt-oss"])
 def test_compiled_layers_scope_matches_eager_and_leaves_the_model_plain(name):

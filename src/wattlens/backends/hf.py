@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import sys
 from contextlib import contextmanager
 from typing import Any
 
@@ -186,6 +187,61 @@ def _register_gqa_attention() -> None:
     for kind, name in _DECODE_ATTENTION_NAMES.items():
         AttentionInterface.register(name, functools.partial(_decode_attention, kind))
         AttentionMaskInterface.register(name, sdpa_mask)
+
+
+SINK_DECODE_ATTENTION = "wattlens_decode_grouped_sinks"
+
+
+def _model_eager_attention(module):
+    """The eager attention function of the modeling file that defines `module` (transformers keeps
+    one per architecture, e.g. GPT-OSS's with attention sinks)."""
+    fn = getattr(sys.modules.get(type(module).__module__), "eager_attention_forward", None)
+    if fn is None:
+        raise RuntimeError(f"{type(module).__name__}: its modeling file has no eager_attention_forward")
+    return fn
+
+
+def decode_attention_with_sinks(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    """Decode-step attention for eager-only models with attention sinks (GPT-OSS), each KV head read once.
+
+    transformers' eager path copies every KV head once per query head that shares it (`repeat_kv`)
+    and multiplies the copies: on an H100 that copy took 17.6 ms of GPT-OSS-20B's 47.6 ms decode
+    step at batch 64 (results/predictor/experiments/step_profile.md). Here the query heads of a
+    group are the rows of one matmul against their KV head; logits, mask, sink logit and softmax are
+    computed as the model's own eager function does. Prefill steps, dropout and modules without
+    sinks go to that function. Shapes as in `decode_attention_by_reductions`.
+    """
+    torch = _torch()
+    eager = _model_eager_attention(module)
+    sinks = getattr(module, "sinks", None)
+    if query.shape[2] != 1 or dropout or sinks is None:
+        return eager(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    batch, q_heads, _, head_dim = query.shape
+    kv_heads = key.shape[1]
+    groups = q_heads // kv_heads  # query head h reads KV head h // groups
+    scale = scaling if scaling is not None else head_dim**-0.5
+    logits = torch.matmul(query.reshape(batch, kv_heads, groups, head_dim), key.transpose(2, 3)) * scale
+    if attention_mask is not None:
+        mask = attention_mask.reshape(batch, 1, 1, -1)
+        logits = logits.masked_fill(~mask, torch.finfo(logits.dtype).min) if mask.dtype == torch.bool else logits + mask
+    sink = sinks.reshape(1, kv_heads, groups, 1).expand(batch, -1, -1, -1).to(logits.dtype)
+    logits = torch.cat([logits, sink], dim=-1)
+    logits = logits - logits.max(dim=-1, keepdim=True).values
+    probs = torch.softmax(logits, dim=-1, dtype=logits.dtype)[..., :-1]  # the sink column takes no value
+    out = torch.matmul(probs.to(value.dtype), value)  # [B, Hkv, groups, D]
+    return out.reshape(batch, q_heads, 1, head_dim).transpose(1, 2).contiguous(), None
+
+
+def _has_attention_sinks(model) -> bool:
+    return any(getattr(m, "sinks", None) is not None for m in model.modules())
+
+
+def _register_sink_attention() -> None:
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import eager_mask
+
+    AttentionInterface.register(SINK_DECODE_ATTENTION, decode_attention_with_sinks)
+    AttentionMaskInterface.register(SINK_DECODE_ATTENTION, eager_mask)
 
 
 GATHERED_EXPERTS = "wattlens_gathered_experts"
@@ -608,6 +664,10 @@ class _LeanDecoder:
                 # memory; SDPA with the group folded into query rows reads each KV head once.
                 choice = "grouped_sdpa"
             self._attention = _DECODE_ATTENTION_NAMES[choice]
+        elif (getattr(self.model.config, "_attn_implementation", None) == "eager"
+              and backend.decode_attention != "transformers" and _has_attention_sinks(self.model)):
+            _register_sink_attention()  # GPT-OSS: no SDPA path in transformers; eager would copy each KV head
+            self._attention = SINK_DECODE_ATTENTION
         self._has_experts = _has_experts(self.model)
         self._prefill_experts = self.model.get_experts_implementation() if self._has_experts else {}
         if self._has_experts and backend.decode_experts == "gathered":
