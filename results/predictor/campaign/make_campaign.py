@@ -3,7 +3,8 @@
 Usage (repo root, no GPU needed):  PYTHONPATH=src python3 results/predictor/campaign/make_campaign.py
 Writes parts-<tier>/pNN-*.yaml, plan.md (every sweep with its time estimate) and parts.txt.
 Tiers: core and extended (uniform batches, the training rows), capacity (the same requests from
-100- and 300-token generations: smaller static caches), families (architectures no other tier has)
+100- and 300-token generations: smaller static caches), families and families-2 (architectures and
+models no other tier has)
 and mixed (ragged batches of prompts of varied lengths, the study's Fig. 12 validation: measured
 batch energy vs the sum of per-prompt predictions; results/predictor/analyse.py writes
 mixed_size.md from them).
@@ -98,6 +99,12 @@ CAPACITY_GENS = [100, 300]
 # 256-wide heads, a 256k vocabulary), so leave-one-architecture-out has more to hold out and
 # Qwen3-MoE is no longer the only MoE family.
 FAMILIES = [("gpt-oss-20b", [{}], None), ("gemma-7b", [{}], None)]
+# Families-2 tier (session 8): the catalog's remaining single-GPU models. Yi-34B is an eighth family
+# (dense, Llama's architecture at 34B); Mixtral-8x7B is a second MoE architecture, in the Mistral
+# family; Qwen3-32B is dense Qwen3; OPT-6.7B a larger OPT. Yi-34B, Mixtral-8x7B (93 GB of bf16
+# weights) and Qwen3-32B at batch 64 need an H200's memory.
+FAMILIES_2 = [("yi-34b", [{}], None), ("mixtral-8x7b", [{}], None), ("qwen3-32b", [{}], None),
+              ("opt-6.7b", [{}], None)]
 
 # Mixed tiers: the same ragged batches for every model, one output length. `mixed-graphed` runs them in
 # the training rows' serving mode (the fair Fig. 12 test); `mixed` in static mode (measured on the H100
@@ -223,6 +230,7 @@ def main() -> None:
     tiers = [("core", sweeps(CORE, gens), f"gen {gens}"), ("extended", sweeps(EXTENDED, gens), f"gen {gens}"),
              ("capacity", sweeps(CAPACITY, CAPACITY_GENS), f"gen {CAPACITY_GENS}"),
              ("families", sweeps(FAMILIES, gens), f"gen {gens}"),
+             ("families-2", sweeps(FAMILIES_2, gens), f"gen {gens}"),
              ("mixed", mixed_sweeps("static"), f"{ragged}, static"),
              ("mixed-graphed", mixed_sweeps("graphed"), f"{ragged}, graphed")]
     for variant, items, what in tiers:

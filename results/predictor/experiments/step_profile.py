@@ -23,7 +23,7 @@ PROFILED_STEPS = 5
 TIMED_TOKENS = 40
 
 
-def profile_case(model, facts, batch: int, ctx: int, cache_slots: int) -> dict:
+def profile_case(model, facts, batch: int, ctx: int, cache_slots: int, prefill: bool = False) -> dict:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -42,21 +42,24 @@ def profile_case(model, facts, batch: int, ctx: int, cache_slots: int) -> dict:
         lean._prefill(prompt.input_ids)
         torch.cuda.synchronize()
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            for _ in range(PROFILED_STEPS):
+            if prefill:
+                lean._prefill(prompt.input_ids)
+            for _ in range(0 if prefill else PROFILED_STEPS):
                 lean._pin_sliding_counters()
                 lean._decode_fn()
             torch.cuda.synchronize()
         lean._use_decode_experts(False)
     ops, kernels = [], []
+    per = 1 if prefill else PROFILED_STEPS
     for e in prof.key_averages():
         dev_us = getattr(e, "device_time_total", None)
         self_dev_us = getattr(e, "self_device_time_total", None)
         is_kernel = "cuda" in str(getattr(e, "device_type", "")).lower()
-        row = {"name": e.key, "count_per_step": e.count / PROFILED_STEPS}
+        row = {"name": e.key, "count_per_step": e.count / per}
         if is_kernel:
-            kernels.append({**row, "us_per_step": (self_dev_us or 0) / PROFILED_STEPS})
+            kernels.append({**row, "us_per_step": (self_dev_us or 0) / per})
         elif e.key.startswith("aten::") and dev_us:
-            ops.append({**row, "us_per_step": dev_us / PROFILED_STEPS})
+            ops.append({**row, "us_per_step": dev_us / per})
     kernels.sort(key=lambda r: -r["us_per_step"])
     ops.sort(key=lambda r: -r["us_per_step"])
     desc = backend.describe()
@@ -64,6 +67,8 @@ def profile_case(model, facts, batch: int, ctx: int, cache_slots: int) -> dict:
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
     return {
+        "profiled": "one prefill" if prefill else f"{PROFILED_STEPS} decode steps (values per step)",
+        "ttft_ms": 1e3 * ts[0],
         "graph_step_ms": 1e3 * step_s,
         "kernel_ms_per_step": sum(k["us_per_step"] for k in kernels) / 1e3,
         "kernels_per_step": sum(k["count_per_step"] for k in kernels),
@@ -84,6 +89,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("cases", nargs="+", help="model|overrides-json|batch|prompt[|cache slots] (cache default prompt + 1000)")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--prefill", action="store_true", help="profile one prefill instead of decode steps")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         print("this experiment needs a CUDA GPU", file=sys.stderr)
@@ -103,7 +109,7 @@ def main() -> int:
                 t0 = time.perf_counter()
                 built = (key, build_model(source, "bf16", "cuda"), model_facts(source.config))
                 print(f"built {name} {edits} in {time.perf_counter() - t0:.1f} s", flush=True)
-            r = profile_case(built[1], built[2], batch, ctx, cache_slots)
+            r = profile_case(built[1], built[2], batch, ctx, cache_slots, args.prefill)
         except Exception as exc:  # one case failing must not lose the others
             r = {"error": f"{type(exc).__name__}: {str(exc)[:1500]}"}
             torch.cuda.empty_cache()
