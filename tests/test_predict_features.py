@@ -46,6 +46,9 @@ def test_dense_by_hand():
     assert f["decode_steps"] == 4 and f["layer_steps"] == 8
     # operators per decode step of a llama layer (shipped table): 40 per layer + 23 -> 103 per step
     assert f["decode_kernels"] == 4 * 103
+    # prefill operator traffic: 10 tokens x 103 operators x 64 wide x 2 B per prompt; batch of 2 at 3.35 TB/s
+    assert f["prefill_operator_bytes_per_prompt"] == 10 * 103 * 64 * 2
+    assert f["prefill_operator_s"] == pytest.approx(2 * 131_840 / 3350e9)
     assert f["is_moe"] == 0 and f["num_experts"] == 0 and f["activation_silu"] == 1
     assert f["gpu_tdp_w"] == 700 and f["gpu_count"] == 1 and f["gpu_free_memory_bytes"] == 80e9 - f["vram_required_bytes"]
 

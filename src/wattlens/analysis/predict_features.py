@@ -17,7 +17,13 @@ Physics (per prompt unless the name says batch): prefill_flops_per_prompt, decod
 decode_bytes_per_prompt (HBM bytes read by the decode steps, shared batch reads divided by the
 batch), prefill_roofline_s and decode_roofline_s (whole batch: FLOP-bound prefill, max of the
 bandwidth and FLOP bounds summed over decode steps), decode_steps, layer_steps (decode steps x
-layers, a proxy for launch-bound time), kv_bytes_held_per_prompt (cache at the last token).
+layers, a proxy for launch-bound time), decode_kernels (decode steps x operators per step,
+`wattlens.models.decode_ops`), kv_bytes_held_per_prompt (cache at the last token), and the
+prefill's operator traffic: prefill_operator_bytes_per_prompt (input tokens x operators per step x
+hidden size x dtype bytes: each operator of the prefill reads or writes about one hidden-wide row
+per token; norms, rotary, activations and MoE dispatch are bandwidth-bound and took 20-70% of an
+H100 prefill in results/predictor/experiments/step_profile-h100-prefill.json) and
+prefill_operator_s (whole batch, those bytes at HBM bandwidth).
 
 Conventions: a request of `output_tokens` runs one prefill (which yields the first token) and
 `output_tokens - 1` decode steps at contexts input+1 ... input+output-1. A decode step reads the
@@ -50,7 +56,8 @@ INFRA_FEATURES = ("gpu_memory_bytes", "gpu_bandwidth_bytes_per_s", "gpu_count", 
                   "gpu_flops_per_s", "gpu_cuda_cores", "gpu_free_memory_bytes")
 PHYSICS_FEATURES = ("prefill_flops_per_prompt", "decode_flops_per_prompt", "decode_bytes_per_prompt",
                     "prefill_roofline_s", "decode_roofline_s", "decode_steps", "layer_steps",
-                    "decode_kernels", "kv_bytes_held_per_prompt")
+                    "decode_kernels", "kv_bytes_held_per_prompt", "prefill_operator_bytes_per_prompt",
+                    "prefill_operator_s")
 TABLE_V_FEATURES = INFERENCE_FEATURES + MODEL_FEATURES + INFRA_FEATURES
 ALL_FEATURES = TABLE_V_FEATURES + PHYSICS_FEATURES
 
@@ -171,6 +178,7 @@ def physics_features(facts: ModelFacts, req: Request, gpu: GPUSpec, ops_per_step
     kv_slot_bytes = 2 * facts.num_kv_heads * facts.head_dim * nbytes
     decode_bytes_batch = steps * weights_bytes_step + b * kv_slot_bytes * kv_sum
     decode_roofline = max(decode_bytes_batch / bw, decode_flops_batch / flops_s) if steps else 0.0
+    prefill_operator_bytes = n_in * ops_per_step * facts.hidden_size * nbytes  # per prompt
     return {
         "prefill_flops_per_prompt": prefill_flops_batch / b,
         "decode_flops_per_prompt": decode_flops_batch / b,
@@ -181,6 +189,8 @@ def physics_features(facts: ModelFacts, req: Request, gpu: GPUSpec, ops_per_step
         "layer_steps": float(steps * facts.num_layers),
         "decode_kernels": float(steps * ops_per_step),
         "kv_bytes_held_per_prompt": float(facts.kv_cache_bytes(n_in + n_out - 1, nbytes)),
+        "prefill_operator_bytes_per_prompt": float(prefill_operator_bytes),
+        "prefill_operator_s": b * prefill_operator_bytes / bw,
     }
 
 
