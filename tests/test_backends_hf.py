@@ -421,7 +421,8 @@ def test_sink_decode_attention_matches_the_models_eager_attention():
     attn = model.model.layers[0].self_attn
     with torch.no_grad():
         attn.sinks.copy_(torch.randn(attn.sinks.shape, generator=torch.Generator().manual_seed(2)))
-    batch, slots, hq, hkv, d = 3, 11, model.config.num_attention_heads, model.config.num_key_value_heads, attn.head_dim
+    batch, slots, d = 3, 11, attn.head_dim
+    hq, hkv = model.config.num_attention_heads, model.config.num_key_value_heads
     g = torch.Generator().manual_seed(1)
     q, k, v = (torch.randn(batch, h, n, d, generator=g) for h, n in ((hq, 1), (hkv, slots), (hkv, slots)))
     visible = torch.arange(slots)[None, None, None, :] <= torch.tensor([3, 7, 10])[:, None, None, None]

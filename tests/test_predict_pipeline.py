@@ -33,7 +33,8 @@ def synthetic_frame(seed=0):
             for _ in range(6):
                 rows.append(dict(model=model, overrides_json=json.dumps(ov) if ov else "", config_json="", gpu_name=gpu,
                                  gpu_count=1, dtype="bf16", mode="static", input_tokens=int(rng.integers(16, 1000)),
-                                 output_tokens=int(np.exp(rng.uniform(np.log(2), np.log(1000)))), batch_size=int(rng.choice([1, 8, 16, 64])),
+                                 output_tokens=int(np.exp(rng.uniform(np.log(2), np.log(1000)))),
+                                 batch_size=int(rng.choice([1, 8, 16, 64])),
                                  energy_per_prompt_j=np.nan))
     df = pd.DataFrame(rows)
     df["family"] = df["model"].map(P.model_family)

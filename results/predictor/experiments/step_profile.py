@@ -87,7 +87,8 @@ def main() -> int:
     from wattlens.models.catalog import resolve_model
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("cases", nargs="+", help="model|overrides-json|batch|prompt[|cache slots] (cache default prompt + 1000)")
+    ap.add_argument("cases", nargs="+",
+                    help="model|overrides-json|batch|prompt[|cache slots] (cache default prompt + 1000)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--prefill", action="store_true", help="profile one prefill instead of decode steps")
     args = ap.parse_args()

@@ -7,9 +7,9 @@ Table III), plus its mixed-size batch validation (its Fig. 12). On top of it:
 * physics features (`predict_features`) and a physics-informed model: energy = TDP x (theta_p x
   prefill roofline time + theta_d x decode roofline time + theta_o x launch-bound time, the
   operators the decode steps run x 2.5 us: `wattlens.models.decode_ops`, + theta_a x the prefill
-  operators' traffic time) + theta_b x the bytes the decode steps move, thetas fitted >= 0 on relative error, with a learned multiplicative residual.
-  Being made of roofline times, a power scale and an energy per byte, it extrapolates to bigger
-  models and other GPUs where trees cannot;
+  operators' traffic time) + theta_b x the bytes the decode steps move, thetas fitted >= 0 on
+  relative error, with a learned multiplicative residual. Being made of roofline times, a power
+  scale and an energy per byte, it extrapolates to bigger models and other GPUs where trees cannot;
 * validations that hold out what a user will actually ask about: leave-one-architecture-out
   (grouped by model family, variants included: a family never straddles train and test) and
   leave-one-GPU-out;
@@ -808,9 +808,10 @@ def _bundle_from_json(p: Path) -> PredictorBundle:
         doc = json.loads(p.read_text())
         if doc.get("format") != "wattlens-predictor":
             raise ValueError("not a wattlens predictor")
-        if len(doc["theta"]) != N_PHYSICS_BASES or len(doc["time_theta"]) != len(UNCALIBRATED_TIME_THETA):
-            raise ValueError(f"it has {len(doc['theta'])} + {len(doc['time_theta'])} physics parameters, this "
-                             f"version {N_PHYSICS_BASES} + {len(UNCALIBRATED_TIME_THETA)} "
+        n_time = len(UNCALIBRATED_TIME_THETA)
+        if len(doc["theta"]) != N_PHYSICS_BASES or len(doc["time_theta"]) != n_time:
+            raise ValueError(f"it has {len(doc['theta'])} + {len(doc['time_theta'])} physics parameters, "
+                             f"this version {N_PHYSICS_BASES} + {n_time} "
                              "(fitted by an older wattlens: refit with `wattlens train`)")
         res = doc.get("residual")
         if res is None:
@@ -847,8 +848,10 @@ def load_bundle(path: str | Path | None = None) -> PredictorBundle:
     if not isinstance(bundle, PredictorBundle):
         raise BadInput(f"{p} is not a wattlens predictor")
     theta = getattr(bundle.model, "theta", None)
-    if (theta is not None and len(theta) != N_PHYSICS_BASES) or len(bundle.time_theta) != len(UNCALIBRATED_TIME_THETA):
-        raise BadInput(f"{p} was fitted by an older wattlens (other physics bases): refit with `wattlens train`")
+    old_bases = len(bundle.time_theta) != len(UNCALIBRATED_TIME_THETA)
+    if (theta is not None and len(theta) != N_PHYSICS_BASES) or old_bases:
+        raise BadInput(f"{p} was fitted by an older wattlens (other physics bases): "
+                       "refit with `wattlens train`")
     return bundle
 
 

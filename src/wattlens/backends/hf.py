@@ -201,15 +201,16 @@ def _model_eager_attention(module):
     return fn
 
 
-def decode_attention_with_sinks(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+def decode_attention_with_sinks(module, query, key, value, attention_mask, dropout=0.0, scaling=None,
+                                **kwargs):
     """Decode-step attention for eager-only models with attention sinks (GPT-OSS), each KV head read once.
 
     transformers' eager path copies every KV head once per query head that shares it (`repeat_kv`)
     and multiplies the copies: on an H100 that copy took 17.6 ms of GPT-OSS-20B's 47.6 ms decode
-    step at batch 64 (results/predictor/experiments/step_profile.md). Here the query heads of a
-    group are the rows of one matmul against their KV head; logits, mask, sink logit and softmax are
-    computed as the model's own eager function does. Prefill steps, dropout and modules without
-    sinks go to that function. Shapes as in `decode_attention_by_reductions`.
+    step at batch 64 (results/predictor/experiments/step_profile-h100-eager-gpt-oss.json). Here the
+    query heads of a group are the rows of one matmul against their KV head; logits, mask, sink
+    logit and softmax are computed as the model's own eager function does. Prefill steps, dropout
+    and modules without sinks go to that function. Shapes as in `decode_attention_by_reductions`.
     """
     torch = _torch()
     eager = _model_eager_attention(module)
@@ -223,7 +224,10 @@ def decode_attention_with_sinks(module, query, key, value, attention_mask, dropo
     logits = torch.matmul(query.reshape(batch, kv_heads, groups, head_dim), key.transpose(2, 3)) * scale
     if attention_mask is not None:
         mask = attention_mask.reshape(batch, 1, 1, -1)
-        logits = logits.masked_fill(~mask, torch.finfo(logits.dtype).min) if mask.dtype == torch.bool else logits + mask
+        if mask.dtype == torch.bool:
+            logits = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
+        else:
+            logits = logits + mask
     sink = sinks.reshape(1, kv_heads, groups, 1).expand(batch, -1, -1, -1).to(logits.dtype)
     logits = torch.cat([logits, sink], dim=-1)
     logits = logits - logits.max(dim=-1, keepdim=True).values
