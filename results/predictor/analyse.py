@@ -112,11 +112,11 @@ def main(argv=None) -> int:
 
 def time_validation(df: pd.DataFrame, X: np.ndarray, big: np.ndarray, out: Path) -> None:
     """time.md: the request time `wattlens predict` prints, held out by family and by GPU, from the
-    NNLS fit on the roofline bases alone and with its log-linear residual (the shipped time model)."""
+    NNLS fit on the time bases alone and with the residual the shipped learner's time model carries."""
     t = df["time_s"].to_numpy(float)
     lines = ["# Request time (whole batch, s), held out", "",
-             "The time model `wattlens predict` prints: non-negative fit of the prefill-roofline, decode-roofline "
-             "and decode-operator (launch-bound) bases, times a residual of the shipped learner's kind (a forest "
+             "The time model `wattlens predict` prints: non-negative fit of the prefill-roofline, decode-roofline, "
+             "decode-operator (launch-bound) and prefill-operator-traffic bases, times a residual of the shipped learner's kind (a forest "
              "for physics + learned residual, else a ridge regression) of the log residual (`TimeModel`). Rows "
              "with batch >= 8.", "",
              "| validation | roofline bases alone, MAPE % | with the residual (shipped), MAPE % | n |", "|---|---|---|---|"]

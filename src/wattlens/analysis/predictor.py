@@ -243,6 +243,16 @@ def physics_basis(X: np.ndarray) -> np.ndarray:
 N_PHYSICS_BASES = len(UNCALIBRATED_THETA)
 
 
+def _older_bases(n_theta: int | None, n_time_theta: int) -> str | None:
+    """Why a saved predictor cannot be used with this version's bases (None: it can). `n_theta` is
+    None for learners without physics parameters."""
+    n_time = len(UNCALIBRATED_TIME_THETA)
+    if (n_theta is None or n_theta == N_PHYSICS_BASES) and n_time_theta == n_time:
+        return None
+    return (f"it has {n_theta} + {n_time_theta} physics parameters, this version {N_PHYSICS_BASES} + "
+            f"{n_time} (fitted by an older wattlens: refit with `wattlens train`)")
+
+
 def _nnls_relative(A: np.ndarray, y: np.ndarray) -> np.ndarray:
     """theta >= 0 minimising sum(((A theta - y) / y)^2)."""
     from scipy.optimize import nnls
@@ -271,8 +281,9 @@ class ForestResidual:
     residual learner multiplies a physics figure by (energy, and the time `wattlens predict` prints).
 
     Trees follow the data where a linear correction would extrapolate: a family whose costs the
-    features do not explain (GPT-OSS-20B's uncompiled decode is 2.4x its roofline + operator time at
-    batch 64) would otherwise tilt a linear residual for every other model. Fitted with
+    features do not explain (GPT-OSS-20B's uncompiled decode was 2.4x its roofline + operator time
+    at batch 64 before the lean loop's sink attention) would otherwise tilt a linear residual for
+    every other model. Fitted with
     scikit-learn, then kept as plain arrays so the fitted forest saves as JSON and is applied with
     numpy alone; the size (50 trees, >= 10 rows per leaf: ~12k nodes) is fixed, not tuned per fold,
     and chosen so the shipped file (an energy and a time forest) stays under a megabyte.
@@ -808,11 +819,9 @@ def _bundle_from_json(p: Path) -> PredictorBundle:
         doc = json.loads(p.read_text())
         if doc.get("format") != "wattlens-predictor":
             raise ValueError("not a wattlens predictor")
-        n_time = len(UNCALIBRATED_TIME_THETA)
-        if len(doc["theta"]) != N_PHYSICS_BASES or len(doc["time_theta"]) != n_time:
-            raise ValueError(f"it has {len(doc['theta'])} + {len(doc['time_theta'])} physics parameters, "
-                             f"this version {N_PHYSICS_BASES} + {n_time} "
-                             "(fitted by an older wattlens: refit with `wattlens train`)")
+        older = _older_bases(len(doc["theta"]), len(doc["time_theta"]))
+        if older:
+            raise ValueError(older)
         res = doc.get("residual")
         if res is None:
             model = PhysicsModel(doc["theta"])
@@ -848,10 +857,9 @@ def load_bundle(path: str | Path | None = None) -> PredictorBundle:
     if not isinstance(bundle, PredictorBundle):
         raise BadInput(f"{p} is not a wattlens predictor")
     theta = getattr(bundle.model, "theta", None)
-    old_bases = len(bundle.time_theta) != len(UNCALIBRATED_TIME_THETA)
-    if (theta is not None and len(theta) != N_PHYSICS_BASES) or old_bases:
-        raise BadInput(f"{p} was fitted by an older wattlens (other physics bases): "
-                       "refit with `wattlens train`")
+    older = _older_bases(None if theta is None else len(theta), len(bundle.time_theta))
+    if older:
+        raise BadInput(f"{p}: {older}")
     return bundle
 
 
