@@ -233,7 +233,8 @@ def physics_basis(X: np.ndarray) -> np.ndarray:
     The bytes basis is an energy per byte, not a power over the bandwidth time: the H100 and the
     H200 share a 700 W TDP while their HBM moves 3.35 vs 4.8 TB/s, so TDP x bytes / bandwidth would
     make a byte 1.43x cheaper on the H200; measured, Yi-34B's batch-8 generation costs 1.13-1.14x
-    more per prompt on the H100 (results/predictor/experiments/derived_figures.md). Fitted without it, a GPU held out was 15.2% off, with it 11.5% (session 8).
+    more per prompt on the H100 (results/predictor/experiments/derived_figures.md). Adding it took
+    the held-out-GPU error from 15.2% to 11.5% (a session-8 run, not kept: results/predictor/README.md).
     """
     X = np.atleast_2d(X)
     timed = time_basis(X) * (X[:, _IDX["gpu_tdp_w"]] / X[:, _IDX["batch_size"]])[:, None]
