@@ -159,6 +159,26 @@ def test_failed_trial_is_stored_with_its_error_and_the_sweep_goes_on(sweep_file,
         assert len(store.finished_trial_ids("ok")) == 4
 
 
+def test_trials_stored_from_another_gpu_are_run_again(sweep_file, tmp_path, monkeypatch):
+    """A store that holds these trials from another GPU resumes nothing: the same spec has the
+    same trial id on every GPU."""
+    import sqlite3
+
+    import wattlens.runner.session as session_mod
+
+    monkeypatch.setattr(session_mod, "target_gpu_name", lambda device="auto": None)  # this sweep: the CPU
+    db = tmp_path / "r.sqlite"
+    assert _sweep(sweep_file, db).exit_code == 0
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE trials SET gpu_name = 'NVIDIA H100 80GB HBM3'")
+    again = _sweep(sweep_file, db)
+    assert again.exit_code == 0, (again.output, again.exception)
+    assert "resuming" not in again.stdout and "nothing to do" not in again.stdout
+    gpus = sorted(str(t.gpu_name) for t in _stored(db))
+    assert gpus == ["NVIDIA H100 80GB HBM3"] * 4 + ["None"] * 4
+    assert "nothing to do" in _sweep(sweep_file, db).stdout  # and on the CPU they are now done
+
+
 def test_bench_result_round_trips_through_the_store(tmp_path):
     from cpu_trial import run_cpu_trial
 

@@ -225,6 +225,19 @@ def test_finished_trial_ids_across_runs(store):
     assert store.finished_trial_ids(None) == {ok.trial_id, other.trial_id, failed.trial_id}
 
 
+def test_finished_trial_ids_per_gpu(store):
+    """Trial ids hash the spec, not the GPU: resuming on another GPU must not skip them."""
+    h100 = make_trial(gpu_name="NVIDIA H100 80GB HBM3")
+    store.save_trial(h100)
+    store.start_run(make_run("run-cpu"))
+    on_cpu = make_trial(model="tiny-qwen", run_id="run-cpu", gpu_name=None)
+    store.save_trial(on_cpu)
+    assert store.finished_trial_ids("ok", gpu_name="NVIDIA H100 80GB HBM3") == {h100.trial_id}
+    assert store.finished_trial_ids("ok", gpu_name="NVIDIA H200") == set()
+    assert store.finished_trial_ids("ok", gpu_name=None) == {on_cpu.trial_id}
+    assert store.finished_trial_ids("ok") == {h100.trial_id, on_cpu.trial_id}
+
+
 def test_load_filters(store):
     a = make_trial()
     b = make_trial(model="tiny-qwen", measured=False, gpu_name="NVIDIA A100-SXM4-40GB")
@@ -340,3 +353,20 @@ def test_schema_1_database_is_upgraded_and_keeps_its_rows(tmp_path):
         loaded = store.load_trials()[0]
     assert loaded.repetitions[0].token_energy_reads == reads
     assert loaded.repetitions[1].token_energy_reads == ()
+
+
+def test_target_gpu_name_is_what_a_session_would_store(monkeypatch):
+    import wattlens.hw.nvml as nvml
+    from wattlens.core.errors import NotMeasured
+    from wattlens.hw.fake import FakeClock, FakeGPU
+    from wattlens.runner.session import target_gpu_name
+
+    monkeypatch.setattr(nvml, "open_gpus", lambda: [FakeGPU(FakeClock(), name="NVIDIA H200")])
+    assert target_gpu_name("auto") == "NVIDIA H200"
+    assert target_gpu_name("cpu") is None  # a CPU trial stores no GPU name
+
+    def no_driver():
+        raise NotMeasured("no NVIDIA driver/NVML: NVML sees 0 GPUs")
+
+    monkeypatch.setattr(nvml, "open_gpus", no_driver)
+    assert target_gpu_name("auto") is None

@@ -190,22 +190,23 @@ def sweep(
     """Run a grid of trials from a YAML spec; rerun to resume (finished trials are skipped)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from wattlens.runner.session import SessionOptions, open_session
+    from wattlens.runner.session import SessionOptions, open_session, target_gpu_name
     from wattlens.runner.sweep import check_plan, load_plan, pending
     from wattlens.runner.trial import ModelHolder, check_spec, run_trial
     from wattlens.store.sqlite import ResultStore
 
     plan = load_plan(spec_file)
     check_plan(plan, check_spec)
-    with ResultStore(db) as store:
-        todo, skipped = pending(plan, store.finished_trial_ids("ok"))
+    devices = {s.device for s in plan.specs}
+    device = devices.pop() if len(devices) == 1 else "auto"
+    with ResultStore(db) as store:  # only trials measured on this GPU count as done
+        todo, skipped = pending(plan, store.finished_trial_ids("ok", gpu_name=target_gpu_name(device)))
     if skipped:
         console.print(f"resuming: {skipped} of {len(plan.specs)} trials already stored, {len(todo)} to run")
     if not todo:
         console.print("nothing to do: every trial of this sweep is already stored")
         return
-    devices = {s.device for s in todo}
-    session = open_session(db, command=_command_line(), device=devices.pop() if len(devices) == 1 else "auto",
+    session = open_session(db, command=_command_line(), device=device,
                            options=SessionOptions(calibrate=not quick, cooldown_max_s=cooldown_s))
     models = ModelHolder()
     results = []

@@ -110,6 +110,21 @@ def _sync_all_cuda() -> Any:
     return lambda: [torch.cuda.synchronize(i) for i in range(n)]
 
 
+def target_gpu_name(device: str = "auto") -> str | None:
+    """The GPU name a session on `device` will store with its trials (None: no GPU, as on the CPU),
+    found without calibrating; a resumed sweep skips only the trials already measured there."""
+    if device == "cpu":
+        return None
+    from wattlens.core.errors import NotMeasured
+    from wattlens.hw.nvml import open_gpus
+
+    try:
+        gpus = open_gpus()
+    except NotMeasured:
+        return None
+    return gpus[0].name if gpus else None
+
+
 def open_session(
     db_path: str | Path | None,
     *,

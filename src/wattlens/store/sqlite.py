@@ -40,6 +40,7 @@ DB_PATH_ENV = "WATTLENS_DB"
 TRIAL_STATUSES = ("ok", "failed")
 WEIGHT_KINDS = ("random", "pretrained")
 MEMORY_ONLY_PATH = ":memory:"
+ANY_GPU = object()  # finished_trial_ids' default: trials measured on any GPU (or none)
 
 # Upgrade steps: _MIGRATIONS[v] turns a schema of version v into v + 1.
 _MIGRATIONS: dict[int, str] = {
@@ -578,14 +579,23 @@ class ResultStore:
             for rep in result.repetitions:
                 _insert(c, "repetitions", repetition_row(result, rep))
 
-    def finished_trial_ids(self, status: str | None = "ok") -> set[str]:
-        """Trial ids stored with this status in any run (None: any status); a resumed sweep skips them."""
+    def finished_trial_ids(self, status: str | None = "ok", gpu_name: str | None | object = ANY_GPU) -> set[str]:
+        """Trial ids stored with this status in any run (None: any status); a resumed sweep skips them.
+
+        A trial id hashes the spec, not the GPU, so a store that holds an H100 run must not make the
+        same sweep skip its trials on an H200: pass the GPU the sweep will run on (None: the CPU) to
+        count only trials measured there; the default counts every GPU.
+        """
         conn = self._require()
-        if status is None:
-            rows = conn.execute("SELECT DISTINCT trial_id FROM trials")
-        else:
-            rows = conn.execute("SELECT DISTINCT trial_id FROM trials WHERE status = ?", (status,))
-        return {r["trial_id"] for r in rows}
+        where, args = [], []
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        if gpu_name is not ANY_GPU:
+            where.append("gpu_name IS ?")
+            args.append(gpu_name)
+        sql = "SELECT DISTINCT trial_id FROM trials" + (" WHERE " + " AND ".join(where) if where else "")
+        return {r["trial_id"] for r in conn.execute(sql, args)}
 
     def load_trials(
         self,
