@@ -174,6 +174,12 @@ def test_forest_residual_with_numpy_matches_scikit_learn(data):
     assert np.allclose(ours.log_factor(X), theirs.predict(X), rtol=0, atol=1e-12)
     shifted = X * 1.37  # other points than the training rows, across thresholds
     assert np.allclose(ours.log_factor(shifted), theirs.predict(shifted), rtol=0, atol=1e-12)
+    # as saved: inner nodes' values are written as 0 (never read), the predictions stay the same
+    saved = ours.to_dict()
+    inner = np.asarray(saved["trees"][0]["left"]) >= 0
+    assert inner.any() and not np.any(np.asarray(saved["trees"][0]["value"])[inner])
+    back = P.ForestResidual.from_dict(json.loads(json.dumps(saved)))
+    assert np.array_equal(back.log_factor(shifted), ours.log_factor(shifted))
 
 
 def test_dataset_roundtrip_csv(tmp_path, data):

@@ -328,9 +328,15 @@ class ForestResidual:
         return np.exp(self.log_factor(X))
 
     def to_dict(self) -> dict[str, Any]:
-        keys = ("left", "right", "feature", "threshold", "value")
+        """Plain lists; an inner node's value is never read (`log_factor` adds leaves' only), so it is
+        written as 0 to keep the shipped file small; leaves' thresholds and features are -2 already."""
+        def saved(t: dict[str, np.ndarray]) -> dict[str, list]:
+            leaf_values = np.where(t["left"] < 0, t["value"], 0.0)
+            return {"left": t["left"].tolist(), "right": t["right"].tolist(), "feature": t["feature"].tolist(),
+                    "threshold": t["threshold"].tolist(), "value": leaf_values.tolist()}
+
         return {"features": list(ALL_FEATURES), "min_samples_leaf": self.MIN_SAMPLES_LEAF,
-                "trees": [{k: t[k].tolist() for k in keys} for t in self.trees]}
+                "trees": [saved(t) for t in self.trees]}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ForestResidual:
