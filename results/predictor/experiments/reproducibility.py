@@ -1,7 +1,7 @@
 """Experiment (not shipped): the same trials measured again on another physical GPU of the same kind.
 
-Every device call may land on a different card. The dataset's rows come from 14 cards (7 H100,
-7 H200), and a family is often measured on one or two of them, so a card's own energy offset is
+Every device call may land on a different card. The dataset's rows come from 15 cards (7 H100,
+8 H200), and a family is often measured on one or two of them, so a card's own energy offset is
 part of what leave-one-architecture-out asks the predictor to get right. Session 9 ran four
 campaign parts a second time, unchanged, on cards not seen before (`campaign/store/repro/`, not
 part of the dataset): H100 core parts 01 and 05 and H200 core parts 00 and 01. This script matches
