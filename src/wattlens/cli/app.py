@@ -187,7 +187,7 @@ def sweep(
     phases: Annotated[bool, typer.Option("--phases", help=PHASES_HELP)] = False,
     token_energy_reads: Annotated[int, typer.Option(help=TOKEN_READS_HELP)] = 0,
 ) -> None:
-    """Run a grid of trials from a YAML spec; rerun to resume (finished trials are skipped)."""
+    """Run a grid of trials from a YAML spec; rerun to resume (trials finished on this GPU are skipped)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from wattlens.runner.session import SessionOptions, open_session, target_gpu_name

@@ -85,7 +85,7 @@ def run(
     quick: Annotated[bool, typer.Option(help="Skip idle-power calibration.")] = False,
     cooldown_s: Annotated[float, typer.Option(help="Longest wait for the GPU to cool before each trial.")] = 10.0,
 ) -> None:
-    """Run a study (or some of its parts); finished trials are skipped, so rerunning resumes."""
+    """Run a study (or some of its parts); trials finished on this GPU are skipped, so rerunning resumes."""
     from wattlens.runner.session import SessionOptions, open_session, target_gpu_name
     from wattlens.runner.study import load_study, parse_mapping, run_specs
     from wattlens.runner.sweep import check_plan, SweepPlan
