@@ -1,4 +1,4 @@
-"""Experiment (not shipped): the session-8 figures the README derives from committed measurements.
+"""Experiment (not shipped): figures the README derives from committed measurements (sessions 8-9).
 
 1. TTFT against the prefill's FLOP roofline, per H100 `graphed` trial with a 1000-token prompt (the
    store exports' median TTFT; roofline = prefill FLOPs at the H100's dense bf16 peak).
@@ -6,6 +6,8 @@
 3. Achieved bandwidth from the decode profiles: Mixtral-8x7B's grouped expert GEMM on the H200 (the
    expected distinct experts' bytes over its profiled time) and Yi-34B's whole decode step on each
    GPU (weights + the whole static cache over the step time of (2)'s trials).
+4. The decode step on the two GPUs: median time per output token, H100 / H200, for every
+   configuration, prompt and batch measured on both (session 9: GPT-OSS-20B barely speeds up).
 
 Random weights throughout. Usage (repo root):
     PYTHONPATH=src python3 results/predictor/experiments/derived_figures.py \
@@ -97,10 +99,26 @@ def mixtral_table() -> list[str]:
     return lines
 
 
+def step_ratio_table(trials) -> list[str]:
+    tpot = defaultdict(dict)  # (configuration, prompt, batch) -> GPU -> median s per output token
+    for t in trials:
+        if t["gen_tokens"] != 1000:  # the capacity tier's shorter caches have no H200 twin
+            continue
+        name = t["model"] + (json.dumps(t["spec"]["overrides"], sort_keys=True) if t["spec"].get("overrides") else "")
+        tpot[(name, t["ctx_tokens"], t["batch_size"])]["H200" if "H200" in t["gpu_name"] else "H100"] = t["tpot_s_median"]
+    lines = ["", "## 4. Decode step time on both GPUs (median time per output token, generations of 1000)", "",
+             "| configuration | prompt | batch | H100 ms | H200 ms | H100 / H200 |", "|---|---|---|---|---|---|"]
+    for (name, ctx, batch), pair in sorted(tpot.items()):
+        if len(pair) == 2:
+            lines.append(f"| {name} | {ctx} | {batch} | {1e3 * pair['H100']:.2f} | {1e3 * pair['H200']:.2f} | "
+                         f"{pair['H100'] / pair['H200']:.2f} |")
+    return lines
+
+
 def main() -> None:
     trials = list(ok_trials())
     print("# Figures derived from the committed stores and profiles (random weights)\n")
-    print("\n".join(ttft_table(trials) + yi_tables(trials) + mixtral_table()))
+    print("\n".join(ttft_table(trials) + yi_tables(trials) + mixtral_table() + step_ratio_table(trials)))
 
 
 if __name__ == "__main__":
