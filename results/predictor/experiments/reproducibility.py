@@ -2,9 +2,10 @@
 
 Every device call may land on a different card. The dataset's rows come from 15 cards (7 H100,
 8 H200), and a family is often measured on one or two of them, so a card's own energy offset is
-part of what leave-one-architecture-out asks the predictor to get right. Session 9 ran four
-campaign parts a second time, unchanged, on cards not seen before (`campaign/store/repro/`, not
-part of the dataset): H100 core parts 01 and 05 and H200 core parts 00 and 01. This script matches
+part of what leave-one-architecture-out asks the predictor to get right. Session 9 ran six
+campaign parts a second time, unchanged, on three cards not seen before (`campaign/store/repro/`,
+not part of the dataset): H100 core parts 01 and 05, extended part 00 and families-2 part 12, and
+H200 core parts 00 and 01. This script matches
 each new row to the dataset row of the same request (model, variant, GPU, batch, input, output,
 cache) and reports the energy and time differences, per trial and pooled.
 
@@ -62,9 +63,15 @@ def main() -> int:
     print("\n## Pooled, per pair of cards\n")
     print("| GPU | old card | new card | rows | mean energy diff % | mean abs energy diff % | mean abs time diff % |")
     print("|---|---|---|---|---|---|---|")
+    pair_means = []
     for k, g in m.groupby(["gpu", "card_old", "card_new"]):
+        pair_means.append(g["d_energy"].mean())
         print(f"| {k[0]} | {k[1]} | {k[2]} | {len(g)} | {100 * g['d_energy'].mean():+.2f} | "
               f"{100 * g['d_energy'].abs().mean():.2f} | {100 * g['d_time'].abs().mean():.2f} |")
+    rms = float(np.sqrt(np.mean(np.square(pair_means))))
+    print(f"\nRoot mean square of the {len(pair_means)} pairs' mean energy differences: {100 * rms:.2f}%. If each card's "
+          f"offset scatters independently around the mean of all cards, one card sits about {100 * rms / np.sqrt(2):.2f}% "
+          "from it (RMS / sqrt 2).")
     big = m["batch_size"] >= 8
     print(f"\nAll matched rows at batch >= 8 ({int(big.sum())}): mean abs energy difference "
           f"{100 * m.loc[big, 'd_energy'].abs().mean():.2f}%, mean abs time difference "
