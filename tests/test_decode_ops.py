@@ -29,7 +29,7 @@ def test_count_matches_the_table():
 
 
 def test_unknown_architecture_without_torch_falls_back_to_the_median(monkeypatch):
-    monkeypatch.setattr(D, "_counted", lambda model_type, config_json: "torch is not installed")
+    monkeypatch.setattr(D, "_counted", lambda config_json: "torch is not installed")
     ops = D.decode_ops({"model_type": "not_a_real_arch"})
     assert ops.source.startswith("fallback") and "torch is not installed" in ops.source
     per_layer = sorted(r["per_layer"] for r in D._table()["model_types"].values())

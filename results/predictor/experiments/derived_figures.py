@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import statistics
 from collections import defaultdict
 from pathlib import Path
 
@@ -32,10 +31,18 @@ STORES = HERE.parent / "campaign" / "store"
 
 def ok_trials():
     for path in sorted(STORES.glob("*.json.gz")):
-        for run in json.loads(gzip.open(path).read())["runs"]:
+        with gzip.open(path) as f:
+            runs = json.loads(f.read())["runs"]
+        for run in runs:
             for t in run["trials"]:
                 if t["status"] == "ok" and t["mode"] == "graphed" and t["spec"].get("prompt") == "synthetic":
                     yield t
+
+
+def config_name(t) -> str:
+    """Model name, with its one-field edit when it is a variant (e.g. llama-3.2-1b{"hidden_size": 1536})."""
+    overrides = t["spec"].get("overrides")
+    return t["model"] + (json.dumps(overrides, sort_keys=True) if overrides else "")
 
 
 def facts_of(t):
@@ -48,7 +55,7 @@ def ttft_table(trials) -> list[str]:
     for t in trials:
         if "H100" in t["gpu_name"] and t["ctx_tokens"] == 1000 and t["batch_size"] >= 8:
             roofline_s = facts_of(t).prefill_flops(1000, t["batch_size"]) / peak
-            name = t["model"] + (json.dumps(t["spec"]["overrides"], sort_keys=True) if t["spec"].get("overrides") else "")
+            name = config_name(t)
             ratios[name].append(t["ttft_s_median"] / roofline_s)
     lines = ["## 1. TTFT / prefill FLOP roofline (H100, prompt 1000 tokens, batch >= 8)", "",
              "| configuration | trials | min | max |", "|---|---|---|---|"]
@@ -104,7 +111,7 @@ def step_ratio_table(trials) -> list[str]:
     for t in trials:
         if t["gen_tokens"] != 1000:  # the capacity tier's shorter caches have no H200 twin
             continue
-        name = t["model"] + (json.dumps(t["spec"]["overrides"], sort_keys=True) if t["spec"].get("overrides") else "")
+        name = config_name(t)
         tpot[(name, t["ctx_tokens"], t["batch_size"])]["H200" if "H200" in t["gpu_name"] else "H100"] = t["tpot_s_median"]
     lines = ["", "## 4. Decode step time on both GPUs (median time per output token, generations of 1000)", "",
              "| configuration | prompt | batch | H100 ms | H200 ms | H100 / H200 |", "|---|---|---|---|---|---|"]

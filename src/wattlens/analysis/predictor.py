@@ -146,9 +146,9 @@ def feature_matrix(df) -> np.ndarray:
         cfg, facts = cfg_cache[key]
         if r.gpu_name not in gpu_cache:
             gpu_cache[r.gpu_name] = gpu_spec_by_name(r.gpu_name)
-        cache = getattr(r, "cache_tokens", None)
+        cache = getattr(r, "cache_tokens", None)  # absent or NaN: the Request's default (input + output)
         req = Request(int(r.input_tokens), int(r.output_tokens), int(r.batch_size), str(r.dtype), str(r.mode),
-                      int(r.gpu_count), None if cache is None or cache != cache else int(cache))
+                      int(r.gpu_count), None if cache is None or math.isnan(cache) else int(cache))
         f = request_features(cfg, req, gpu_cache[r.gpu_name], facts)
         rows.append([f[k] for k in ALL_FEATURES])
     return np.asarray(rows, dtype=float)
@@ -346,19 +346,21 @@ class ForestResidual:
         return cls([{k: np.asarray(v, np.int64 if k in ints else float) for k, v in t.items()} for t in d["trees"]])
 
 
-class PhysicsResidualModel:
-    """Physics model times a `ForestResidual` of log(measured / physics)."""
+class _PhysicsTimesResidual:
+    """Physics model times a residual factor fitted on log(measured / physics); subclasses say which
+    residual (`_new_residual`)."""
 
-    def __init__(self, seed: int = 0, theta: Sequence[float] = UNCALIBRATED_THETA,
-                 residual: ForestResidual | None = None):
+    def __init__(self, theta: Sequence[float], residual):
         self.physics = PhysicsModel(theta)
-        self.seed = seed
-        self.residual = residual or ForestResidual(seed=seed)
+        self.residual = residual
+
+    def _new_residual(self):
+        raise NotImplementedError
 
     def fit(self, X, y):
         y = np.asarray(y, dtype=float)
         self.physics.fit(X, y)
-        self.residual = ForestResidual(seed=self.seed).fit(X, np.log(y / self.physics.predict(X)))
+        self.residual = self._new_residual().fit(X, np.log(y / self.physics.predict(X)))
         return self
 
     def predict(self, X):
@@ -367,6 +369,18 @@ class PhysicsResidualModel:
     @property
     def theta(self):
         return self.physics.theta
+
+
+class PhysicsResidualModel(_PhysicsTimesResidual):
+    """Physics model times a `ForestResidual` of log(measured / physics)."""
+
+    def __init__(self, seed: int = 0, theta: Sequence[float] = UNCALIBRATED_THETA,
+                 residual: ForestResidual | None = None):
+        self.seed = seed
+        super().__init__(theta, residual or ForestResidual(seed=seed))
+
+    def _new_residual(self) -> ForestResidual:
+        return ForestResidual(seed=self.seed)
 
 
 class LogLinearResidual:
@@ -413,25 +427,14 @@ class LogLinearResidual:
         return cls(d["mean"], d["scale"], d["coef"], d["intercept"])
 
 
-class PhysicsLinearModel:
+class PhysicsLinearModel(_PhysicsTimesResidual):
     """Physics model times a `LogLinearResidual` of log(measured / physics)."""
 
     def __init__(self, theta: Sequence[float] = UNCALIBRATED_THETA, residual: LogLinearResidual | None = None):
-        self.physics = PhysicsModel(theta)
-        self.residual = residual or LogLinearResidual()
+        super().__init__(theta, residual or LogLinearResidual())
 
-    def fit(self, X, y):
-        y = np.asarray(y, dtype=float)
-        self.physics.fit(X, y)
-        self.residual.fit(X, np.log(y / self.physics.predict(X)))
-        return self
-
-    def predict(self, X):
-        return self.physics.predict(X) * self.residual.factor(X)
-
-    @property
-    def theta(self):
-        return self.physics.theta
+    def _new_residual(self) -> LogLinearResidual:
+        return LogLinearResidual()
 
 
 class TimeModel:
@@ -794,13 +797,13 @@ def save_bundle(bundle: PredictorBundle, path: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".json":
         m = bundle.model
-        if not isinstance(m, (PhysicsModel, PhysicsLinearModel, PhysicsResidualModel)):
+        if not isinstance(m, (PhysicsModel, _PhysicsTimesResidual)):
             raise BadInput(f"only the physics learners can be saved as JSON, not {bundle.learner}: use a .pkl path")
         doc = {"format": "wattlens-predictor", "version": 1, "learner": bundle.learner,
                "theta": [float(v) for v in m.theta], "time_theta": list(bundle.time_theta),
                "log_interval": list(bundle.log_interval), "calibrated": bundle.calibrated,
                "trained_on": bundle.trained_on}
-        if isinstance(m, (PhysicsLinearModel, PhysicsResidualModel)):
+        if isinstance(m, _PhysicsTimesResidual):
             doc["residual"] = {"kind": _residual_kind(m.residual), **m.residual.to_dict()}
         if bundle.time_residual is not None:
             doc["time_residual"] = {"kind": _residual_kind(bundle.time_residual), **bundle.time_residual.to_dict()}
@@ -830,12 +833,13 @@ def _bundle_from_json(p: Path) -> PredictorBundle:
         if older:
             raise ValueError(older)
         res = doc.get("residual")
-        if res is None:
+        residual = _residual_from_dict(res) if res is not None else None
+        if residual is None:
             model = PhysicsModel(doc["theta"])
-        elif res.get("kind") == "forest":
-            model = PhysicsResidualModel(theta=doc["theta"], residual=ForestResidual.from_dict(res))
+        elif isinstance(residual, ForestResidual):
+            model = PhysicsResidualModel(theta=doc["theta"], residual=residual)
         else:
-            model = PhysicsLinearModel(doc["theta"], LogLinearResidual.from_dict(res))
+            model = PhysicsLinearModel(doc["theta"], residual)
         time_res = doc.get("time_residual")
         return PredictorBundle(doc["learner"], model, tuple(doc["log_interval"]),
                                tuple(doc["time_theta"]), bool(doc["calibrated"]), dict(doc.get("trained_on", {})),

@@ -107,7 +107,7 @@ def _table() -> dict[str, Any]:
 
 
 @lru_cache(maxsize=64)
-def _counted(model_type: str, config_json: str) -> DecodeOps | str:
+def _counted(config_json: str) -> DecodeOps | str:
     """The count, or why there is none (no torch / transformers, or an architecture they cannot build)."""
     try:
         return count_decode_ops(json.loads(config_json))
@@ -123,7 +123,7 @@ def decode_ops(config: Mapping[str, Any]) -> DecodeOps:
     row = _table()["model_types"].get(model_type)
     if row is not None:
         return DecodeOps(row["per_layer"], row["outside"], "table")
-    counted = _counted(model_type, json.dumps(dict(config), sort_keys=True, default=str))
+    counted = _counted(json.dumps(dict(config), sort_keys=True, default=str))
     if isinstance(counted, DecodeOps):
         return counted
     rows = list(_table()["model_types"].values())
