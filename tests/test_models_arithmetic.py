@@ -51,6 +51,15 @@ VARIANTS = [
     ("mistral-7b-v0.3", (("num_hidden_layers", 2), ("sliding_window", 4096))),
     ("gemma-2-9b", (("num_hidden_layers", 3),)),
     ("gemma-7b", (("num_hidden_layers", 2), ("attention_bias", True))),
+    ("falcon-7b", (("num_hidden_layers", 2), ("bias", True))),
+    ("falcon-7b", (("num_hidden_layers", 2), ("parallel_attn", False))),
+    ("falcon-7b", (("num_hidden_layers", 2), ("new_decoder_architecture", True), ("num_kv_heads", 8),
+                   ("num_attention_heads", 64), ("hidden_size", 4096))),
+    ("stablelm-3b-4e1t", (("num_hidden_layers", 2), ("use_qkv_bias", True), ("qk_layernorm", True),
+                          ("num_key_value_heads", 8))),
+    ("stablelm-3b-4e1t", (("num_hidden_layers", 2), ("use_parallel_residual", True))),
+    ("olmoe-1b-7b", (("num_hidden_layers", 2), ("num_key_value_heads", 4))),
+    ("starcoder2-3b", (("num_hidden_layers", 2), ("use_bias", False), ("tie_word_embeddings", False))),
 ]
 
 

@@ -104,11 +104,14 @@ def _intermediate_size(config: Mapping[str, Any], facts: ModelFacts) -> int:
         return int(config.get("moe_intermediate_size", 768))
     if facts.model_type == "opt":
         return int(config.get("ffn_dim", 3072))
+    if facts.model_type == "falcon":
+        return int(config.get("ffn_hidden_size") or 4 * facts.hidden_size)
     return int(config.get("intermediate_size", 0) or 0)
 
 
 def _activation(config: Mapping[str, Any]) -> str:
-    act = str(config.get("hidden_act") or config.get("hidden_activation") or config.get("activation_function") or "")
+    act = str(config.get("hidden_act") or config.get("hidden_activation") or config.get("activation_function")
+              or config.get("activation") or "")  # the last: Falcon's key
     act = act.lower()
     if "silu" in act or "swish" in act:
         return "silu"

@@ -61,6 +61,29 @@ _HF_DEFAULTS: dict[str, dict] = {
     "phi": dict(vocab_size=51200, hidden_size=2048, intermediate_size=8192, num_hidden_layers=24,
                 num_attention_heads=32, tie_word_embeddings=False, qk_layernorm=False,
                 max_position_embeddings=2048),
+    "falcon": dict(vocab_size=65024, hidden_size=4544, num_hidden_layers=32, num_attention_heads=71,
+                   num_kv_heads=None, multi_query=True, new_decoder_architecture=False, parallel_attn=True,
+                   bias=False, ffn_hidden_size=None, num_ln_in_parallel_attn=None, alibi=False,
+                   tie_word_embeddings=True, max_position_embeddings=2048),
+    "stablelm": dict(vocab_size=50304, hidden_size=2560, intermediate_size=6912, num_hidden_layers=32,
+                     num_attention_heads=32, num_key_value_heads=32, tie_word_embeddings=False,
+                     use_qkv_bias=False, qk_layernorm=False, use_parallel_residual=False,
+                     max_position_embeddings=4096),
+    "olmoe": dict(vocab_size=50304, hidden_size=2048, intermediate_size=2048, num_hidden_layers=16,
+                  num_attention_heads=16, num_key_value_heads=16, tie_word_embeddings=False,
+                  attention_bias=False, num_experts=64, num_experts_per_tok=8, max_position_embeddings=4096),
+    "glm4": dict(vocab_size=151552, hidden_size=4096, intermediate_size=13696, num_hidden_layers=40,
+                 num_attention_heads=32, num_key_value_heads=2, head_dim=128, tie_word_embeddings=False,
+                 attention_bias=True, max_position_embeddings=131072),
+    "ernie4_5": dict(vocab_size=103424, hidden_size=1024, intermediate_size=3072, num_hidden_layers=18,
+                     num_attention_heads=16, num_key_value_heads=2, head_dim=128, tie_word_embeddings=True,
+                     use_bias=False, max_position_embeddings=131072),
+    "arcee": dict(vocab_size=32000, hidden_size=2560, intermediate_size=18432, num_hidden_layers=32,
+                  num_attention_heads=32, num_key_value_heads=32, head_dim=80, tie_word_embeddings=False,
+                  attention_bias=False, mlp_bias=False, max_position_embeddings=4096),
+    "starcoder2": dict(vocab_size=49152, hidden_size=3072, intermediate_size=12288, num_hidden_layers=30,
+                       num_attention_heads=24, num_key_value_heads=2, tie_word_embeddings=True, use_bias=True,
+                       sliding_window=None, max_position_embeddings=4096),
 }
 
 SUPPORTED_MODEL_TYPES = tuple(sorted(_HF_DEFAULTS))
@@ -235,13 +258,13 @@ def _layer_sliding(c: _Cfg, num_layers: int) -> tuple[list[bool], int | None]:
     """Which layers use sliding-window attention, following each HF implementation's rule."""
     mt = c.model_type
     window = c.get("sliding_window")
-    if mt in ("llama", "gemma", "opt", "phi"):
+    if mt in ("llama", "gemma", "opt", "phi", "falcon", "stablelm", "olmoe", "glm4", "ernie4_5", "arcee"):
         return [False] * num_layers, None
     if mt in ("qwen2", "qwen3", "qwen3_moe") and not c.get("use_sliding_window"):
         window = None
     if not window:
         return [False] * num_layers, None
-    if mt in ("mistral", "mixtral", "qwen3_moe"):
+    if mt in ("mistral", "mixtral", "qwen3_moe", "starcoder2"):
         return [True] * num_layers, window  # the window applies to every layer
     types = c.config.get("layer_types")
     if isinstance(types, list) and len(types) == num_layers:
@@ -268,6 +291,11 @@ def model_facts(config: dict) -> ModelFacts:
     nh = c.int("num_attention_heads")
     nkv = c.get("num_key_value_heads")
     nkv = nh if nkv is None else c.int("num_key_value_heads")
+    if mt == "falcon":  # Falcon's own keys: one shared KV head (multi-query) unless the new decoder
+        if c.get("new_decoder_architecture"):
+            nkv = c.int("num_kv_heads") if c.get("num_kv_heads") is not None else nh
+        else:
+            nkv = 1 if c.get("multi_query") else nh
     hd = c.get("head_dim")
     if hd is None and nh and H % nh:
         raise BadInput(f"hidden_size {H} is not a multiple of num_attention_heads {nh}")
@@ -307,6 +335,33 @@ def model_facts(config: dict) -> ModelFacts:
             extra_matmul = 2 * wpd * H  # project_in and project_out, no bias
         if c.get("do_layer_norm_before") and not c.get("_remove_final_layer_norm"):
             extra_other = ln
+    elif mt == "falcon":
+        if c.get("alibi"):
+            raise BadInput("Falcon with ALiBi positions is not supported (rotary only)")
+        bias = bool(c.get("bias"))
+        F = c.get("ffn_hidden_size") or 4 * H
+        attn_matmul = H * (q_out + 2 * kv_out) + q_out * H  # fused query_key_value, dense
+        layer_other = (q_out + 2 * kv_out + H) if bias else 0
+        two_norms = c.get("new_decoder_architecture") and (c.get("num_ln_in_parallel_attn") or 2) == 2
+        layer_other += (2 if two_norms or not c.get("parallel_attn") else 1) * 2 * H  # LayerNorms
+        dense_mlp_matmul = 2 * H * F
+        dense_mlp_other = (F + H) if bias else 0
+        extra_other = 2 * H  # ln_f
+    elif mt == "starcoder2":
+        I = c.int("intermediate_size")
+        bias = bool(c.get("use_bias"))
+        layer_other = ((q_out + 2 * kv_out + H) if bias else 0) + 2 * 2 * H  # biases, two LayerNorms
+        dense_mlp_matmul = 2 * H * I  # c_fc, c_proj
+        dense_mlp_other = (I + H) if bias else 0
+        extra_other = 2 * H  # final LayerNorm
+    elif mt == "stablelm":
+        I = c.int("intermediate_size")
+        layer_other = (q_out + 2 * kv_out) if c.get("use_qkv_bias") else 0
+        if c.get("qk_layernorm"):
+            layer_other += q_out + kv_out  # one weight-only LayerNorm per head, for q and k
+        layer_other += (1 if c.get("use_parallel_residual") else 2) * 2 * H  # LayerNorms
+        dense_mlp_matmul = 3 * H * I
+        extra_other = 2 * H  # final LayerNorm
     elif mt == "phi":
         I = c.int("intermediate_size")
         layer_other = q_out + 2 * kv_out + H  # q, k, v, dense biases
@@ -319,18 +374,25 @@ def model_facts(config: dict) -> ModelFacts:
     else:
         I = c.int("intermediate_size")
         # attention biases
-        if mt == "qwen2":
-            layer_other += q_out + 2 * kv_out
-        elif mt in ("llama", "qwen3", "qwen3_moe", "gemma", "gemma2", "gpt_oss") and c.get("attention_bias"):
+        if mt == "qwen2" or (mt == "glm4" and c.get("attention_bias")):
+            layer_other += q_out + 2 * kv_out  # q, k, v biases
+        elif mt in ("llama", "qwen3", "qwen3_moe", "gemma", "gemma2", "gpt_oss", "olmoe", "arcee") and c.get("attention_bias"):
             layer_other += q_out + 2 * kv_out + H
         if mt in ("qwen3", "qwen3_moe"):
             layer_other += 2 * hd  # q_norm, k_norm over head_dim
+        if mt == "olmoe":
+            layer_other += q_out + kv_out  # q_norm, k_norm over the whole projection
         if mt == "gpt_oss":
             layer_other += nh  # attention sinks
-        layer_other += (4 if mt == "gemma2" else 2) * H  # RMSNorms per layer
+        layer_other += (4 if mt in ("gemma2", "glm4") else 2) * H  # RMSNorms per layer
         extra_other = H  # final norm
-        dense_mlp_matmul = 3 * H * I
+        dense_mlp_matmul = (2 if mt == "arcee" else 3) * H * I  # Arcee: up and down only (ReLU squared)
         if mt == "llama" and c.get("mlp_bias"):
+            dense_mlp_other = 2 * I + H
+        elif mt == "arcee" and c.get("mlp_bias"):
+            dense_mlp_other = I + H
+        if mt == "ernie4_5" and c.get("use_bias"):
+            layer_other += q_out + 2 * kv_out + H
             dense_mlp_other = 2 * I + H
         if mt == "mixtral":
             num_experts, experts_per_token = c.int("num_local_experts"), c.int("num_experts_per_tok")
@@ -344,6 +406,11 @@ def model_facts(config: dict) -> ModelFacts:
             n_moe = sum(1 for i in range(L) if i not in mlp_only and num_experts > 0 and (i + 1) % step == 0)
             per_expert_matmul = per_expert = 3 * H * c.int("moe_intermediate_size")
             router_matmul = H * num_experts
+        elif mt == "olmoe":
+            num_experts, experts_per_token = c.int("num_experts"), c.int("num_experts_per_tok")
+            per_expert_matmul = per_expert = 3 * H * I
+            router_matmul = H * num_experts
+            n_moe = L
         elif mt == "gpt_oss":
             num_experts = c.int("num_local_experts")
             experts_per_token = c.int("num_experts_per_tok", c.get("experts_per_token"))

@@ -52,9 +52,11 @@ def _toy_config(config: Mapping[str, Any], layers: int) -> dict:
     c = dict(config)
     heads = int(c.get("num_attention_heads") or 8)
     group = max(1, heads // int(c.get("num_key_value_heads") or heads))
-    c.update(num_attention_heads=2 * group, num_key_value_heads=2, head_dim=16, vocab_size=512)
+    c.update(num_attention_heads=2 * group, num_key_value_heads=2, vocab_size=512)
     c["hidden_size"] = c["num_attention_heads"] * 16
-    for key in ("intermediate_size", "moe_intermediate_size", "ffn_dim"):
+    if "head_dim" in c:  # otherwise hidden / heads = 16 already (Falcon's head_dim cannot be set)
+        c["head_dim"] = 16
+    for key in ("intermediate_size", "moe_intermediate_size", "ffn_dim", "ffn_hidden_size"):
         if key in c:
             c[key] = 32
     c["num_hidden_layers"] = layers
