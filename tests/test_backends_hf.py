@@ -412,6 +412,36 @@ def test_graphed_full_window_update_avoids_host_copies_and_matches_eager(monkeyp
                for layer in backend._lean.cache.layers if hasattr(layer, "cumulative_length_int"))
 
 
+def test_graphed_falcon_splits_its_shared_kv_head_without_a_host_index():
+    """Falcon-7B's multi-query split picks the shared key / value heads through a list index built on
+    the host, which a CUDA graph capture refuses (H100, 2026-11-22). The lean loop's sliced split must
+    leave no tensor built from Python data in a decode step, keep Falcon's own SDPA call and give
+    eager's tokens."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    overrides = (("num_hidden_layers", 2), ("hidden_size", 64), ("num_attention_heads", 4), ("vocab_size", 512))
+    model, ids, mask, eager = _eager_reference("falcon-7b", ctx=14, gen=12, seed=6, rows=2, overrides=overrides)
+    backend = HFBackend(model, "graphed")
+    backend.prepare(2, 14, 12)
+    assert torch.equal(backend.generate(ids, mask, 12).output_ids, eager)
+    lean = backend._lean
+    ops = Ops()
+    with lean._own_attention(), ops, torch.inference_mode():
+        lean._decode_step()
+    assert "aten.lift_fresh.default" not in ops.names  # no index tensor from a host list
+    assert any("scaled_dot_product" in name for name in ops.names)  # Falcon's own SDPA, not its eager path
+    assert model.config._attn_implementation == "sdpa"
+
+
 def test_sink_decode_attention_matches_the_models_eager_attention():
     """GPT-OSS's decode attention without `repeat_kv`: same output as transformers' eager function
     (sink logits, additive mask hiding empty cache slots), on random inputs."""

@@ -625,6 +625,32 @@ def _capture_safe_window_update(layer) -> None:
     layer.update = update
 
 
+# Architectures whose attention calls SDPA itself only while `_attn_implementation` is "sdpa" (no
+# attention interface): any other name sends them to an eager path that materialises the scores.
+OWN_SDPA_MODEL_TYPES = ("falcon",)
+
+
+def _sliced_fused_qkv_split(attention) -> None:
+    """Make Falcon's multi-query split of the fused QKV projection capturable in a CUDA graph.
+
+    transformers picks the shared key and value heads with a list index (`fused_qkv[..., [-2], :]`),
+    which builds the index on the host and copies it to the GPU at every call: a CUDA graph capture
+    refuses that (H100, 2026-11-22). Slices select the same heads without an index tensor. Falcon's
+    other layouts (one KV head per query head, or the new decoder architecture) go to its own split.
+    """
+    own_split = attention._split_heads
+    if getattr(attention, "new_decoder_architecture", False) or not getattr(attention, "multi_query", False):
+        return
+
+    def split(fused_qkv):
+        batch, tokens, _ = fused_qkv.shape
+        heads = fused_qkv.view(batch, tokens, attention.num_heads + 2, attention.head_dim)
+        return heads[..., :-2, :], heads[..., -2:-1, :], heads[..., -1:, :]
+
+    split.own = own_split
+    attention._split_heads = split
+
+
 class _LeanDecoder:
     """Static cache + a decode step (compiled, or the model's own kernels) replayed from a CUDA graph.
 
@@ -660,7 +686,14 @@ class _LeanDecoder:
         self._whole_step_compiled = compiling and backend.compile_scope == "model"
         self._explicit_masks = not self._whole_step_compiled
         self._attention = None
-        if getattr(self.model.config, "_attn_implementation", None) == "sdpa" and backend.decode_attention != "transformers":
+        model_type = getattr(self.model.config, "model_type", None)
+        if backend.mode == "graphed" and model_type == "falcon":
+            for module in self.model.modules():
+                if hasattr(module, "_split_heads") and hasattr(module, "query_key_value"):
+                    _sliced_fused_qkv_split(module)
+        if model_type in OWN_SDPA_MODEL_TYPES:
+            pass  # its own SDPA call (see OWN_SDPA_MODEL_TYPES)
+        elif getattr(self.model.config, "_attn_implementation", None) == "sdpa" and backend.decode_attention != "transformers":
             _register_gqa_attention()
             choice = backend.decode_attention
             if choice == "auto" and not compiling:
