@@ -4,7 +4,7 @@ Usage (repo root, no GPU needed):  PYTHONPATH=src python3 results/predictor/camp
 Writes parts-<tier>/pNN-*.yaml, plan.md (every sweep with its time estimate) and parts.txt.
 Tiers: core and extended (uniform batches, the training rows), capacity (the same requests from
 100- and 300-token generations: smaller static caches), families and families-2 (architectures and
-models no other tier has)
+models no other tier has; families-3 and -4: seven architectures from transformers' config defaults)
 and mixed (ragged batches of prompts of varied lengths, the study's Fig. 12 validation: measured
 batch energy vs the sum of per-prompt predictions; results/predictor/analyse.py writes
 mixed_size.md from them).
@@ -105,6 +105,17 @@ FAMILIES = [("gpt-oss-20b", [{}], None), ("gemma-7b", [{}], None)]
 # weights) and Qwen3-32B at batch 64 need an H200's memory.
 FAMILIES_2 = [("yi-34b", [{}], None), ("mixtral-8x7b", [{}], None), ("qwen3-32b", [{}], None),
               ("opt-6.7b", [{}], None)]
+# Families-3 tier (session 10): four more architectures, configs from transformers' configuration
+# defaults (src/wattlens/models/configs/PROVENANCE.md): Falcon-7B (multi-query attention, parallel
+# attention and GELU MLP, one LayerNorm per layer), StableLM-3B (MHA, LayerNorm, rotary on a quarter
+# of each head), OLMoE-1B-7B (a third MoE architecture: 64 experts, 8 per token, q/k norms) and
+# StarCoder2-3B (GQA 24 / 2, biases everywhere, GELU MLP of two matrices). Each is a family of its own.
+FAMILIES_3 = [("falcon-7b", [{}], None), ("stablelm-3b-4e1t", [{}], None), ("olmoe-1b-7b", [{}], None),
+              ("starcoder2-3b", [{}], None)]
+# Families-4 tier (session 10): three more, also from transformers' configuration defaults: GLM-4-9B
+# (GQA 32 / 2, four RMSNorms per layer, fused gate-up), ERNIE-4.5-0.3B (a 0.36B GQA model: the
+# launch-bound regime) and AFM-4.5B's shapes (ReLU-squared MLP of two matrices, MHA with 80-wide heads).
+FAMILIES_4 = [("glm-4-9b", [{}], None), ("ernie-4.5-0.3b", [{}], None), ("afm-4.5b", [{}], None)]
 
 # Mixed tiers: the same ragged batches for every model, one output length. `mixed-graphed` runs them in
 # the training rows' serving mode (the fair Fig. 12 test); `mixed` in static mode (measured on the H100
@@ -231,6 +242,8 @@ def main() -> None:
              ("capacity", sweeps(CAPACITY, CAPACITY_GENS), f"gen {CAPACITY_GENS}"),
              ("families", sweeps(FAMILIES, gens), f"gen {gens}"),
              ("families-2", sweeps(FAMILIES_2, gens), f"gen {gens}"),
+             ("families-3", sweeps(FAMILIES_3, gens), f"gen {gens}"),
+             ("families-4", sweeps(FAMILIES_4, gens), f"gen {gens}"),
              ("mixed", mixed_sweeps("static"), f"{ragged}, static"),
              ("mixed-graphed", mixed_sweeps("graphed"), f"{ragged}, graphed")]
     for variant, items, what in tiers:
