@@ -301,3 +301,6 @@ def test_dataset_rows_carry_the_static_cache_the_decode_steps_attended_over():
     assert {r["cache_tokens"] for r in rows_from_trials([fresh])} == {128 + 8}
     assert {r["cache_tokens"] for r in rows_from_trials([reused])} == {2000}
     assert {r["cache_tokens"] for r in rows_from_trials([eager])} == {""}
+    recorded = replace(make_trial(mode="graphed"), model_facts={"backend": {"decode_attention": "sdpa"}})
+    assert {r["decode_attention"] for r in rows_from_trials([recorded])} == {"sdpa"}  # what kv_heads_read_once reads
+    assert {r["decode_attention"] for r in rows_from_trials([fresh])} == {""}

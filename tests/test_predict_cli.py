@@ -134,6 +134,43 @@ def test_train_from_a_store_records_each_runs_software_versions(tmp_path):
     assert not (tmp_path / "none.sqlite").exists()
 
 
+def test_training_leaves_out_rows_whose_decode_attention_copies_kv_heads(tmp_path):
+    """The features charge a decode step for its KV cache once; rows whose backend recorded a decode
+    attention that copies KV heads (Falcon's own SDPA) are left out of a fit and named, rows with no
+    record (older stores, other modes) are kept, and the backend's own record carries the mark."""
+    pytest.importorskip("sklearn")
+    from test_predict_pipeline import synthetic_frame
+
+    df, _, _ = synthetic_frame(seed=4)  # SYNTHETIC rows (test-only)
+    df["mode"] = "graphed"
+    df["decode_attention"] = f"wattlens_decode_grouped_sdpa (auto; {P.KV_READ_ONCE_MARK} per step)"
+    df.loc[df.index[:3], "decode_attention"] = ""
+    df.loc[df.index[3:7], "decode_attention"] = "sdpa"
+    kept, note = P.kv_heads_read_once(df)
+    assert len(kept) == len(df) - 4 and "sdpa" not in set(kept["decode_attention"])
+    assert note.startswith("decode attention 'sdpa': 4 rows (")
+    assert P.kv_heads_read_once(df.drop(columns="decode_attention"))[0].shape[0] == len(df)
+    df.to_csv(tmp_path / "d.csv", index=False)
+    r = runner.invoke(app, ["train", "--dataset", str(tmp_path / "d.csv"), "--learner", "physics",
+                            "--out", str(tmp_path / "p.pkl")])
+    assert r.exit_code == 0, r.output
+    assert "decode attention 'sdpa': 4 rows" in r.output
+    assert P.load_bundle(tmp_path / "p.pkl").trained_on["rows"] == len(df) - 4
+
+
+def test_the_backend_records_the_kv_read_once_mark():
+    """`kv_heads_read_once` recognises the lean loop by the words its describe() records."""
+    torch = pytest.importorskip("torch")
+    from wattlens.backends.hf import HFBackend
+    from wattlens.models.build import build_model
+    from wattlens.models.catalog import resolve_model
+
+    backend = HFBackend(build_model(resolve_model("tiny-gqa"), "fp32", "cpu"), "graphed")
+    ids = torch.randint(5, 500, (2, 6))
+    backend.generate(ids, torch.ones_like(ids), 3)
+    assert P.KV_READ_ONCE_MARK in backend.describe()["decode_attention"]
+
+
 def test_training_keeps_one_serving_mode_and_says_what_it_left_out(tmp_path):
     """static and graphed rows share every feature but not their cost: a fit uses one mode (the one
     with most rows unless asked), names the rows it left out, and refuses a mode the data lacks."""

@@ -111,6 +111,7 @@ def rows_from_trials(trials: Iterable[Any], env: dict | None = None,
                 "wattlens_version": env.get("wattlens_version", ""), "torch_version": env.get("torch_version", ""),
                 "transformers_version": env.get("transformers_version", ""),
                 "driver_version": env.get("driver_version", ""),
+                "decode_attention": ((t.model_facts or {}).get("backend") or {}).get("decode_attention") or "",
             })
     return [{k: r.get(k, "") for k in DATASET_COLUMNS} for r in rows]
 

@@ -48,7 +48,7 @@ DATASET_COLUMNS = (
     "input_tokens", "output_tokens", "batch_size", "cache_tokens", "energy_batch_j", "energy_batch_uncertainty_j",
     "energy_per_prompt_j", "energy_per_prompt_uncertainty_j", "energy_per_output_token_j", "time_s",
     "energy_source", "trial_id", "run_id", "measured_at", "wattlens_version", "torch_version",
-    "transformers_version", "driver_version",
+    "transformers_version", "driver_version", "decode_attention",
 )
 REQUIRED_COLUMNS = ("model", "gpu_name", "input_tokens", "output_tokens", "batch_size", "energy_per_prompt_j")
 
@@ -73,11 +73,11 @@ def normalize_dataset(df, source: str = "rows"):
         raise BadInput(f"dataset {source} lacks column(s) {missing}")
     df = df.copy()
     for col, default in (("gpu_count", 1), ("dtype", "bf16"), ("mode", "static"), ("overrides_json", ""),
-                         ("config_json", ""), ("family", "")):
+                         ("config_json", ""), ("family", ""), ("decode_attention", "")):
         if col not in df.columns:
             df[col] = default
     for col, default in (("overrides_json", ""), ("config_json", ""), ("family", ""), ("mode", "static"),
-                         ("dtype", "bf16")):
+                         ("dtype", "bf16"), ("decode_attention", "")):
         df[col] = df[col].astype(object).where(df[col].notna(), default).astype(str)
     # Static-cache slots of the generation a row was cut from; empty (eager, or files written before
     # the column existed): input + output.
@@ -87,6 +87,32 @@ def normalize_dataset(df, source: str = "rows"):
     if (df["family"] == "").any():
         df.loc[df["family"] == "", "family"] = df.loc[df["family"] == "", "model"].map(model_family)
     return df
+
+
+# What `backends.hf.HFBackend.describe()["decode_attention"]` says when the lean loop's decode steps
+# read each KV head once per step (a test checks the backend still says it).
+KV_READ_ONCE_MARK = "each KV head read once"
+
+
+def kv_heads_read_once(df):
+    """The rows whose decode steps read each KV head once, and a note on those left out.
+
+    The features charge a decode step for its KV cache once, which is what the lean loop's decode
+    attention reads. A model whose attention bypasses it runs transformers' own: Falcon-7B calls
+    SDPA with its one KV head broadcast to 71 query heads, which PyTorch's math kernel (the fallback
+    for unequal head counts under a mask) converts to fp32 and copies once per query head, so its
+    decode step took 23 ms at batch 8 (Mistral-7B 9.6 ms) and its batch-64 trials did not finish
+    (results/predictor/README.md). Rows whose backend recorded no decode attention are kept (stores
+    from before the record, and modes without the lean loop).
+    """
+    recorded = df["decode_attention"].astype(str) if "decode_attention" in df.columns else None
+    if recorded is None:
+        return df.reset_index(drop=True), ""
+    keep = ((recorded == "") | recorded.str.contains(KV_READ_ONCE_MARK, regex=False)).to_numpy()
+    left = df[~keep]
+    note = "; ".join(f"decode attention {a!r}: {n} rows ({', '.join(sorted(set(left.loc[left['decode_attention'] == a, 'model'])))})"
+                     for a, n in left["decode_attention"].value_counts().items())
+    return df[keep].reset_index(drop=True), note
 
 
 def one_serving_mode(df, mode: str | None = None):
@@ -287,7 +313,7 @@ class ForestResidual:
     every other model. Fitted with
     scikit-learn, then kept as plain arrays so the fitted forest saves as JSON and is applied with
     numpy alone; the size (50 trees, >= 10 rows per leaf: ~12k nodes) is fixed, not tuned per fold,
-    and chosen so the shipped file (an energy and a time forest) stays under a megabyte.
+    and chosen so the shipped file (an energy and a time forest) stays near a megabyte (1.06 MB from 3493 rows).
     """
 
     MIN_SAMPLES_LEAF = 10

@@ -154,8 +154,8 @@ def register(app: typer.Typer) -> None:
         import pandas as pd
 
         from wattlens.analysis.predict_dataset import rows_from_runs
-        from wattlens.analysis.predictor import (feature_matrix, fit_bundle, load_dataset, normalize_dataset,
-                                                 one_serving_mode, save_bundle)
+        from wattlens.analysis.predictor import (feature_matrix, fit_bundle, kv_heads_read_once, load_dataset,
+                                                 normalize_dataset, one_serving_mode, save_bundle)
 
         frames = []
         sources = []  # (runs, trials) per store or export: each row records its own run's versions
@@ -185,6 +185,10 @@ def register(app: typer.Typer) -> None:
         df, mode, left_out = one_serving_mode(df, mode)
         if left_out:
             _print(f"[yellow]training on {mode} rows only; left out (other serving modes): {left_out}[/yellow]")
+        df, kv_left_out = kv_heads_read_once(df)
+        if kv_left_out:
+            _print(f"[yellow]left out (decode attention that copies KV heads, which the features do not "
+                   f"describe): {kv_left_out}[/yellow]")
         if len(df) < 10:
             raise BadInput(f"only {len(df)} rows to train on (need >= 10)")
         X = feature_matrix(df)
