@@ -110,9 +110,11 @@ def kv_heads_read_once(df):
         return df.reset_index(drop=True), ""
     keep = ((recorded == "") | recorded.str.contains(KV_READ_ONCE_MARK, regex=False)).to_numpy()
     left = df[~keep]
-    note = "; ".join(f"decode attention {a!r}: {n} rows ({', '.join(sorted(set(left.loc[left['decode_attention'] == a, 'model'])))})"
-                     for a, n in left["decode_attention"].value_counts().items())
-    return df[keep].reset_index(drop=True), note
+    notes = []
+    for attention, n in left["decode_attention"].value_counts().items():
+        models = ", ".join(sorted(set(left.loc[left["decode_attention"] == attention, "model"])))
+        notes.append(f"decode attention {attention!r}: {n} rows ({models})")
+    return df[keep].reset_index(drop=True), "; ".join(notes)
 
 
 def one_serving_mode(df, mode: str | None = None):

@@ -635,10 +635,10 @@ def _sliced_fused_qkv_split(attention) -> None:
 
     transformers picks the shared key and value heads with a list index (`fused_qkv[..., [-2], :]`),
     which builds the index on the host and copies it to the GPU at every call: a CUDA graph capture
-    refuses that (H100, 2026-11-22). Slices select the same heads without an index tensor. Falcon's
-    other layouts (one KV head per query head, or the new decoder architecture) go to its own split.
+    refuses that (H100, 2026-11-22). Slices select the same heads without an index tensor (views
+    where transformers made copies; the attention reshapes them either way). Falcon's other layouts
+    (one KV head per query head, or the new decoder architecture) keep their own split.
     """
-    own_split = attention._split_heads
     if getattr(attention, "new_decoder_architecture", False) or not getattr(attention, "multi_query", False):
         return
 
@@ -647,7 +647,6 @@ def _sliced_fused_qkv_split(attention) -> None:
         heads = fused_qkv.view(batch, tokens, attention.num_heads + 2, attention.head_dim)
         return heads[..., :-2, :], heads[..., -2:-1, :], heads[..., -1:, :]
 
-    split.own = own_split
     attention._split_heads = split
 
 
@@ -691,9 +690,10 @@ class _LeanDecoder:
             for module in self.model.modules():
                 if hasattr(module, "_split_heads") and hasattr(module, "query_key_value"):
                     _sliced_fused_qkv_split(module)
+        attn_implementation = getattr(self.model.config, "_attn_implementation", None)
         if model_type in OWN_SDPA_MODEL_TYPES:
-            pass  # its own SDPA call (see OWN_SDPA_MODEL_TYPES)
-        elif getattr(self.model.config, "_attn_implementation", None) == "sdpa" and backend.decode_attention != "transformers":
+            attn_implementation = None  # keeps its own SDPA call: no decode attention of ours reaches it
+        if attn_implementation == "sdpa" and backend.decode_attention != "transformers":
             _register_gqa_attention()
             choice = backend.decode_attention
             if choice == "auto" and not compiling:
@@ -701,7 +701,7 @@ class _LeanDecoder:
                 # memory; SDPA with the group folded into query rows reads each KV head once.
                 choice = "grouped_sdpa"
             self._attention = _DECODE_ATTENTION_NAMES[choice]
-        elif (getattr(self.model.config, "_attn_implementation", None) == "eager"
+        elif (attn_implementation == "eager"
               and backend.decode_attention != "transformers" and _has_attention_sinks(self.model)):
             _register_sink_attention()  # GPT-OSS: no SDPA path in transformers; eager would copy each KV head
             self._attention = SINK_DECODE_ATTENTION
