@@ -412,20 +412,25 @@ def test_graphed_full_window_update_avoids_host_copies_and_matches_eager(monkeyp
                for layer in backend._lean.cache.layers if hasattr(layer, "cumulative_length_int"))
 
 
-def test_graphed_falcon_splits_its_shared_kv_head_without_a_host_index():
+def test_graphed_falcon_reads_its_shared_kv_head_once_and_captures():
     """Falcon-7B's multi-query split picks the shared key / value heads through a list index built on
-    the host, which a CUDA graph capture refuses (H100, 2026-11-22). The lean loop's sliced split must
-    leave no tensor built from Python data in a decode step, keep Falcon's own SDPA call and give
-    eager's tokens."""
+    the host, which a CUDA graph capture refuses (H100, 2026-11-22), and its own SDPA call broadcasts
+    the one KV head to every query head, which PyTorch's math kernel copies once per head. In the lean
+    loop a decode step must build no tensor from Python data, call SDPA with equal head counts, keep
+    transformers' sdpa setting, say it reads each KV head once, and give eager's tokens."""
     from torch.utils._python_dispatch import TorchDispatchMode
+
+    from wattlens.analysis.predictor import KV_READ_ONCE_MARK
 
     class Ops(TorchDispatchMode):
         def __init__(self):
             super().__init__()
-            self.names = []
+            self.names, self.sdpa_heads = [], []
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             self.names.append(str(func))
+            if "scaled_dot_product" in str(func):
+                self.sdpa_heads.append((args[0].shape[1], args[1].shape[1]))  # query, key heads
             return func(*args, **(kwargs or {}))
 
     overrides = (("num_hidden_layers", 2), ("hidden_size", 64), ("num_attention_heads", 4), ("vocab_size", 512))
@@ -434,12 +439,34 @@ def test_graphed_falcon_splits_its_shared_kv_head_without_a_host_index():
     backend.prepare(2, 14, 12)
     assert torch.equal(backend.generate(ids, mask, 12).output_ids, eager)
     lean = backend._lean
+    assert lean.cache.layers[0].keys.shape[1] == 1  # multi-query: one KV head in the cache
     ops = Ops()
-    with lean._own_attention(), ops, torch.inference_mode():
+    with torch.inference_mode(), lean._own_attention(), ops:
         lean._decode_step()
     assert "aten.lift_fresh.default" not in ops.names  # no index tensor from a host list
-    assert any("scaled_dot_product" in name for name in ops.names)  # Falcon's own SDPA, not its eager path
+    # Equal head counts in every SDPA call: a fused kernel can take it, none copies K / V per query head.
+    assert ops.sdpa_heads == [(1, 1)] * 2
+    assert torch.nn.functional.scaled_dot_product_attention.__name__ == "scaled_dot_product_attention"  # put back
     assert model.config._attn_implementation == "sdpa"
+    assert KV_READ_ONCE_MARK in backend.describe()["decode_attention"]
+
+
+def test_grouped_one_token_sdpa_matches_sdpa_with_the_kv_heads_repeated():
+    """The grouping is exact: one query row per head against its shared KV head, additive mask."""
+    from wattlens.backends.hf import _grouped_one_token_sdpa
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = torch.randn(3, 6, 1, 8, generator=g), torch.randn(3, 2, 11, 8, generator=g), torch.randn(3, 2, 11, 8, generator=g)
+    visible = torch.arange(11)[None, None, None, :] <= torch.tensor([3, 7, 10])[:, None, None, None]
+    mask = torch.zeros(visible.shape).masked_fill(~visible, torch.finfo(torch.float32).min)
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    want = sdpa(q, k.repeat_interleave(3, dim=1), v.repeat_interleave(3, dim=1), attn_mask=mask)
+    got = _grouped_one_token_sdpa(sdpa)(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    prefill = torch.randn(3, 6, 5, 8, generator=g)  # more than one token: passed through unchanged
+    torch.testing.assert_close(_grouped_one_token_sdpa(sdpa)(prefill, k.repeat_interleave(3, dim=1),
+                                                             v.repeat_interleave(3, dim=1)),
+                               sdpa(prefill, k.repeat_interleave(3, dim=1), v.repeat_interleave(3, dim=1)))
 
 
 def test_sink_decode_attention_matches_the_models_eager_attention():
