@@ -645,14 +645,13 @@ def _grouped_one_token_sdpa(own_sdpa):
     """
     def sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kwargs):
         q_heads, kv_heads = query.shape[1], key.shape[1]
+        per_head_mask = attn_mask is not None and attn_mask.dim() == 4 and attn_mask.shape[1] != 1
         if (query.dim() != 4 or query.shape[2] != 1 or kv_heads == q_heads or q_heads % kv_heads or dropout_p
-                or is_causal or kwargs.get("enable_gqa")):
+                or is_causal or per_head_mask or kwargs.get("enable_gqa")):
             return own_sdpa(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
                             scale=scale, **kwargs)
         batch, _, _, head_dim = query.shape
         grouped = query.reshape(batch, kv_heads, q_heads // kv_heads, head_dim)  # head h uses KV head h // groups
-        if attn_mask is not None and attn_mask.dim() == 4 and attn_mask.shape[1] != 1:
-            raise ValueError("a per-head mask cannot be grouped")  # never the case for a decode step's mask
         out = own_sdpa(grouped, key, value, attn_mask=attn_mask, scale=scale)
         return out.reshape(batch, q_heads, 1, head_dim)
 
