@@ -98,16 +98,16 @@ def kv_heads_read_once(df):
     """The rows whose decode steps read each KV head once, and a note on those left out.
 
     The features charge a decode step for its KV cache once, which is what the lean loop's decode
-    attention reads. A model whose attention bypasses it runs transformers' own: Falcon-7B calls
-    SDPA with its one KV head broadcast to 71 query heads, which PyTorch's math kernel (the fallback
-    for unequal head counts under a mask) converts to fp32 and copies once per query head, so its
-    decode step took 23 ms at batch 8 (Mistral-7B 9.6 ms) and its batch-64 trials did not finish
-    (results/predictor/README.md). Rows whose backend recorded no decode attention are kept (stores
-    from before the record, and modes without the lean loop).
+    attentions read. A model whose attention they do not reach runs its own: Falcon-7B's SDPA call,
+    before the lean loop grouped its one-token steps, broadcast its one KV head to 71 query heads,
+    which PyTorch's math kernel converted to fp32 and copied once per query head; its decode step
+    took 23 ms at batch 8 (Mistral-7B 9.6 ms) and its batch-64 trials did not finish (those stores
+    are superseded: results/predictor/README.md). Rows whose backend recorded no decode attention
+    are kept (stores from before the record, and modes without the lean loop).
     """
-    recorded = df["decode_attention"].astype(str) if "decode_attention" in df.columns else None
-    if recorded is None:
+    if "decode_attention" not in df.columns:
         return df.reset_index(drop=True), ""
+    recorded = df["decode_attention"].astype(str)
     keep = ((recorded == "") | recorded.str.contains(KV_READ_ONCE_MARK, regex=False)).to_numpy()
     left = df[~keep]
     notes = []
@@ -315,7 +315,8 @@ class ForestResidual:
     every other model. Fitted with
     scikit-learn, then kept as plain arrays so the fitted forest saves as JSON and is applied with
     numpy alone; the size (50 trees, >= 10 rows per leaf: ~12k nodes) is fixed, not tuned per fold,
-    and chosen so the shipped file (an energy and a time forest) stays near a megabyte (1.06 MB from 3493 rows).
+    and chosen so the shipped file (an energy and a time forest) stays near a megabyte (its size with
+    each refit: results/predictor/README.md).
     """
 
     MIN_SAMPLES_LEAF = 10

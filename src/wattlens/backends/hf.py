@@ -522,13 +522,8 @@ class HFBackend:
                 loop="wattlens lean decode loop",
                 decode_step=step + (" + CUDA graph" if self.use_cuda_graph else ""),
                 prefill=prefill,
-                decode_attention=(
-                    f"{self._lean._attention} ({self.decode_attention}; each KV head read once per step)"
-                    if self._lean is not None and self._lean._attention
-                    else "the model's own sdpa, one-token steps grouped (each KV head read once per step)"
-                    if self._lean is not None and self._lean._grouped_model_sdpa
-                    else getattr(self.model.config, "_attn_implementation", None)
-                ),
+                decode_attention=(self._lean.recorded_attention() if self._lean is not None
+                                  else getattr(self.model.config, "_attn_implementation", None)),
             )
             if self._lean is not None:  # decode steps attend over every slot of it (the predictor's cache_tokens)
                 d["static_cache_tokens"] = self._lean.max_cache_tokens
@@ -796,6 +791,15 @@ class _LeanDecoder:
         except ValueError:  # this architecture's experts cannot be switched: keep its default
             self._has_experts = False
             self.model.set_experts_implementation(self._prefill_experts)
+
+    def recorded_attention(self) -> str | None:
+        """What `describe()` records as the decode attention (the predictor keeps rows whose record
+        says each KV head is read once: `analysis.predictor.KV_READ_ONCE_MARK`)."""
+        if self._attention:
+            return f"{self._attention} ({self.backend.decode_attention}; each KV head read once per step)"
+        if self._grouped_model_sdpa:
+            return "the model's own sdpa, one-token steps grouped (each KV head read once per step)"
+        return getattr(self.model.config, "_attn_implementation", None)
 
     @contextmanager
     def _own_attention(self):

@@ -191,14 +191,13 @@ def sweep(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from wattlens.runner.session import SessionOptions, open_session, target_gpu_name
-    from wattlens.runner.sweep import check_plan, load_plan, pending
+    from wattlens.runner.sweep import check_plan, load_plan, pending, session_device
     from wattlens.runner.trial import ModelHolder, check_spec, run_trial
     from wattlens.store.sqlite import ResultStore
 
     plan = load_plan(spec_file)
     check_plan(plan, check_spec)
-    devices = {s.device for s in plan.specs}
-    device = devices.pop() if len(devices) == 1 else "auto"
+    device = session_device(plan.specs)
     with ResultStore(db) as store:  # only trials measured on this GPU count as done
         todo, skipped = pending(plan, store.finished_trial_ids("ok", gpu_name=target_gpu_name(device)))
     if skipped:

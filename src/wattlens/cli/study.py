@@ -88,7 +88,7 @@ def run(
     """Run a study (or some of its parts); trials finished on this GPU are skipped, so rerunning resumes."""
     from wattlens.runner.session import SessionOptions, open_session, target_gpu_name
     from wattlens.runner.study import load_study, parse_mapping, run_specs
-    from wattlens.runner.sweep import check_plan, SweepPlan
+    from wattlens.runner.sweep import check_plan, session_device, SweepPlan
     from wattlens.runner.trial import check_spec
     from wattlens.store.sqlite import ResultStore
 
@@ -98,10 +98,9 @@ def run(
     for p in parts:
         specs += [s for s in study.parts[p] if s.trial_id not in {x.trial_id for x in specs}]
     check_plan(SweepPlan(specs), check_spec)  # every bad value fails before anything is written
-    devices = {s.device for s in specs}
-    session_device = devices.pop() if len(devices) == 1 else "auto"
+    run_device = session_device(specs)
     with ResultStore(db) as store:  # only trials measured on this GPU count as done
-        done = store.finished_trial_ids("ok", gpu_name=target_gpu_name(session_device))
+        done = store.finished_trial_ids("ok", gpu_name=target_gpu_name(run_device))
     todo = [s for s in specs if s.trial_id not in done]
     if len(todo) < len(specs):
         console.print(f"resuming: {len(specs) - len(todo)} of {len(specs)} trials already stored")
@@ -110,7 +109,7 @@ def run(
         return
     if study.mapping:
         console.print("stand-ins: " + ", ".join(f"{k} -> {v}" for k, v in study.mapping.items()))
-    session = open_session(db, command=" ".join(["wattlens", *sys.argv[1:]]), device=session_device,
+    session = open_session(db, command=" ".join(["wattlens", *sys.argv[1:]]), device=run_device,
                            options=SessionOptions(calibrate=not quick, cooldown_max_s=cooldown_s))
     t0 = time.perf_counter()
 

@@ -394,8 +394,9 @@ def model_facts(config: dict) -> ModelFacts:
         if mt == "ernie4_5" and c.get("use_bias"):
             layer_other += q_out + 2 * kv_out + H
             dense_mlp_other = 2 * I + H
-        if mt == "mixtral":
-            num_experts, experts_per_token = c.int("num_local_experts"), c.int("num_experts_per_tok")
+        if mt in ("mixtral", "olmoe"):  # every layer MoE, experts of the dense MLP's shape
+            num_experts = c.int("num_local_experts" if mt == "mixtral" else "num_experts")
+            experts_per_token = c.int("num_experts_per_tok")
             per_expert_matmul = per_expert = 3 * H * I
             router_matmul = H * num_experts
             n_moe = L
@@ -406,11 +407,6 @@ def model_facts(config: dict) -> ModelFacts:
             n_moe = sum(1 for i in range(L) if i not in mlp_only and num_experts > 0 and (i + 1) % step == 0)
             per_expert_matmul = per_expert = 3 * H * c.int("moe_intermediate_size")
             router_matmul = H * num_experts
-        elif mt == "olmoe":
-            num_experts, experts_per_token = c.int("num_experts"), c.int("num_experts_per_tok")
-            per_expert_matmul = per_expert = 3 * H * I
-            router_matmul = H * num_experts
-            n_moe = L
         elif mt == "gpt_oss":
             num_experts = c.int("num_local_experts")
             experts_per_token = c.int("num_experts_per_tok", c.get("experts_per_token"))

@@ -156,6 +156,12 @@ def check_plan(plan: SweepPlan, check: Callable[[TrialSpec], Any]) -> None:
         check(spec)
 
 
+def session_device(specs: Iterable[TrialSpec]) -> str:
+    """The device one session runs these specs on: theirs when they all name the same one, else "auto"."""
+    devices = {s.device for s in specs}
+    return devices.pop() if len(devices) == 1 else "auto"
+
+
 def pending(plan: SweepPlan, done_ids: Iterable[str]) -> tuple[list[TrialSpec], int]:
     done = set(done_ids)
     todo = [s for s in plan.specs if s.trial_id not in done]
