@@ -416,7 +416,8 @@ def test_graphed_falcon_reads_its_shared_kv_head_once_and_captures():
     """Falcon-7B's multi-query split picks the shared key / value heads through a list index built on
     the host, which a CUDA graph capture refuses (H100, 2026-11-22), and its own SDPA call broadcasts
     the one KV head to every query head, which PyTorch's math kernel copies once per head. In the lean
-    loop a decode step must build no tensor from Python data, call SDPA with equal head counts, keep
+    loop a decode step must build no tensor from Python data, call SDPA with equal head counts (so must
+    the prefill: through the math kernel it ran at 11-15% of its FLOP roofline on an H100), keep
     transformers' sdpa setting, say it reads each KV head once, and give eager's tokens."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -446,27 +447,40 @@ def test_graphed_falcon_reads_its_shared_kv_head_once_and_captures():
     assert "aten.lift_fresh.default" not in ops.names  # no index tensor from a host list
     # Equal head counts in every SDPA call: a fused kernel can take it, none copies K / V per query head.
     assert ops.sdpa_heads == [(1, 1)] * 2
+    prefill_ops = Ops()
+    with torch.inference_mode(), lean._own_attention(), prefill_ops:
+        lean._prefill(ids)
+    assert prefill_ops.sdpa_heads == [(4, 4)] * 2  # the prompt: K / V repeated to the 4 query heads
     assert torch.nn.functional.scaled_dot_product_attention.__name__ == "scaled_dot_product_attention"  # put back
     assert model.config._attn_implementation == "sdpa"
     assert KV_READ_ONCE_MARK in backend.describe()["decode_attention"]
 
 
-def test_grouped_one_token_sdpa_matches_sdpa_with_the_kv_heads_repeated():
-    """The grouping is exact: one query row per head against its shared KV head, additive mask."""
-    from wattlens.backends.hf import _grouped_one_token_sdpa
+def test_shared_kv_sdpa_matches_sdpa_with_the_kv_heads_repeated():
+    """Exact for a one-token step (query heads of a group as rows against their shared KV head,
+    additive mask) and for a prompt (K / V repeated, causal or masked), and the SDPA underneath
+    always sees equal head counts, so a fused kernel can take the call."""
+    from wattlens.backends.hf import _shared_kv_sdpa
 
     g = torch.Generator().manual_seed(0)
     q, k, v = torch.randn(3, 6, 1, 8, generator=g), torch.randn(3, 2, 11, 8, generator=g), torch.randn(3, 2, 11, 8, generator=g)
     visible = torch.arange(11)[None, None, None, :] <= torch.tensor([3, 7, 10])[:, None, None, None]
     mask = torch.zeros(visible.shape).masked_fill(~visible, torch.finfo(torch.float32).min)
     sdpa = torch.nn.functional.scaled_dot_product_attention
-    want = sdpa(q, k.repeat_interleave(3, dim=1), v.repeat_interleave(3, dim=1), attn_mask=mask)
-    got = _grouped_one_token_sdpa(sdpa)(q, k, v, attn_mask=mask)
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
-    prefill = torch.randn(3, 6, 5, 8, generator=g)  # more than one token: passed through unchanged
-    torch.testing.assert_close(_grouped_one_token_sdpa(sdpa)(prefill, k.repeat_interleave(3, dim=1),
-                                                             v.repeat_interleave(3, dim=1)),
-                               sdpa(prefill, k.repeat_interleave(3, dim=1), v.repeat_interleave(3, dim=1)))
+    seen_heads = []
+
+    def recording_sdpa(query, key, value, **kwargs):
+        seen_heads.append((query.shape[1], key.shape[1]))
+        return sdpa(query, key, value, **kwargs)
+
+    shared = _shared_kv_sdpa(recording_sdpa)
+    repeated = k.repeat_interleave(3, dim=1), v.repeat_interleave(3, dim=1)
+    torch.testing.assert_close(shared(q, k, v, attn_mask=mask), sdpa(q, *repeated, attn_mask=mask), rtol=1e-5, atol=1e-6)
+    prompt = torch.randn(3, 6, 11, 8, generator=g)
+    torch.testing.assert_close(shared(prompt, k, v, is_causal=True), sdpa(prompt, *repeated, is_causal=True))
+    torch.testing.assert_close(shared(prompt, k, v, attn_mask=mask), sdpa(prompt, *repeated, attn_mask=mask))
+    torch.testing.assert_close(shared(prompt, *repeated), sdpa(prompt, *repeated))  # equal heads: unchanged
+    assert seen_heads == [(2, 2), (6, 6), (6, 6), (6, 6)]
 
 
 def test_sink_decode_attention_matches_the_models_eager_attention():

@@ -624,29 +624,39 @@ def _capture_safe_window_update(layer) -> None:
 
 # Architectures whose attention calls SDPA itself only while `_attn_implementation` is "sdpa" (no
 # attention interface): any other name sends them to an eager path that materialises the scores.
-# Their one-token steps go through `_grouped_one_token_sdpa` instead.
+# Their SDPA calls with shared KV heads go through `_shared_kv_sdpa` instead.
 OWN_SDPA_MODEL_TYPES = ("falcon",)
 
 
-def _grouped_one_token_sdpa(own_sdpa):
-    """An SDPA function that runs a one-token step with fewer KV heads than query heads as one
-    attention per KV head, the query heads that share it as its query rows; anything else goes to
-    `own_sdpa` unchanged.
+def _shared_kv_sdpa(own_sdpa):
+    """An SDPA function for calls with fewer KV heads than query heads that lets a fused kernel run
+    them; anything else goes to `own_sdpa` unchanged.
 
-    Falcon-7B passes its one KV head against 71 query heads under a mask; PyTorch's fused kernels
-    refuse unequal head counts there, and its math kernel converts K and V to fp32 and copies them
-    once per query head (traced on the CPU: a [8, 71, 64, 1128] fp32 clone of K and of V per layer),
-    so a decode step read the cache 71 times (23 ms at batch 8 on an H100, Mistral-7B 9.6 ms).
+    Falcon-7B passes its one KV head against 71 query heads. PyTorch's fused kernels refuse unequal
+    head counts, and its math kernel converts K and V to fp32, copies them once per query head
+    (traced on the CPU: a [8, 71, 64, 1128] fp32 clone of K and of V per layer) and materialises
+    the scores. So:
+
+    * a one-token step runs as one attention per KV head, the query heads that share it as its
+      query rows: each KV head is read once (decode steps took 23 ms at batch 8 on an H100 through
+      the math kernel, Mistral-7B's 9.6 ms);
+    * a prompt (the prefill) gets K and V repeated to the query heads, as transformers' own SDPA
+      path does for grouped-query models, so a fused kernel takes it (through the math kernel
+      Falcon's prefill ran at 11-15% of its FLOP roofline, Mistral-7B's at 43-51%).
     """
     def sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kwargs):
         q_heads, kv_heads = query.shape[1], key.shape[1]
         per_head_mask = attn_mask is not None and attn_mask.dim() == 4 and attn_mask.shape[1] != 1
-        if (query.dim() != 4 or query.shape[2] != 1 or kv_heads == q_heads or q_heads % kv_heads or dropout_p
-                or is_causal or per_head_mask or kwargs.get("enable_gqa")):
+        if (query.dim() != 4 or kv_heads == q_heads or q_heads % kv_heads or dropout_p or per_head_mask
+                or kwargs.get("enable_gqa")):
             return own_sdpa(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
                             scale=scale, **kwargs)
+        groups = q_heads // kv_heads  # query head h uses KV head h // groups
+        if query.shape[2] > 1 or is_causal:
+            return own_sdpa(query, key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1),
+                            attn_mask=attn_mask, is_causal=is_causal, scale=scale, **kwargs)
         batch, _, _, head_dim = query.shape
-        grouped = query.reshape(batch, kv_heads, q_heads // kv_heads, head_dim)  # head h uses KV head h // groups
+        grouped = query.reshape(batch, kv_heads, groups, head_dim)
         out = own_sdpa(grouped, key, value, attn_mask=attn_mask, scale=scale)
         return out.reshape(batch, q_heads, 1, head_dim)
 
@@ -714,9 +724,10 @@ class _LeanDecoder:
                 if hasattr(module, "_split_heads") and hasattr(module, "query_key_value"):
                     _sliced_fused_qkv_split(module)
         attn_implementation = getattr(self.model.config, "_attn_implementation", None)
-        # A model calling SDPA itself keeps its attention; its one-token steps are grouped instead.
-        self._grouped_model_sdpa = (model_type in OWN_SDPA_MODEL_TYPES and attn_implementation == "sdpa"
-                                    and backend.decode_attention != "transformers")
+        # A model calling SDPA itself keeps its attention; its calls with shared KV heads go through
+        # `_shared_kv_sdpa` instead.
+        self._shared_kv_model_sdpa = (model_type in OWN_SDPA_MODEL_TYPES and attn_implementation == "sdpa"
+                                      and backend.decode_attention != "transformers")
         if model_type in OWN_SDPA_MODEL_TYPES:
             attn_implementation = None  # no attention interface: our decode attentions cannot reach it
         if attn_implementation == "sdpa" and backend.decode_attention != "transformers":
@@ -797,23 +808,24 @@ class _LeanDecoder:
         says each KV head is read once: `analysis.predictor.KV_READ_ONCE_MARK`)."""
         if self._attention:
             return f"{self._attention} ({self.backend.decode_attention}; each KV head read once per step)"
-        if self._grouped_model_sdpa:
-            return "the model's own sdpa, one-token steps grouped (each KV head read once per step)"
+        if self._shared_kv_model_sdpa:
+            return ("the model's own sdpa with shared KV heads: one-token steps grouped (each KV head read once per "
+                    "step), prompts with K / V repeated to the query heads")
         return getattr(self.model.config, "_attn_implementation", None)
 
     @contextmanager
     def _own_attention(self):
         """Use the GQA decode attention while this loop runs; the shared model keeps its own otherwise.
-        (Models that call SDPA themselves: `torch.nn.functional.scaled_dot_product_attention` is the
-        grouped one-token version for that time.)"""
+        (Models that call SDPA themselves: `torch.nn.functional.scaled_dot_product_attention` is
+        `_shared_kv_sdpa` for that time.)"""
         cfg = self.model.config
         saved = cfg._attn_implementation
         functional = self.backend._torch.nn.functional
         own_sdpa = functional.scaled_dot_product_attention
         if self._attention is not None:
             cfg._attn_implementation = self._attention
-        if self._grouped_model_sdpa:
-            functional.scaled_dot_product_attention = _grouped_one_token_sdpa(own_sdpa)
+        if self._shared_kv_model_sdpa:
+            functional.scaled_dot_product_attention = _shared_kv_sdpa(own_sdpa)
         try:
             yield
         finally:
