@@ -236,7 +236,7 @@ def test_analyse_writes_mixed_size_validation(tmp_path, monkeypatch):
     from wattlens.analysis import predictor as P
     from wattlens.store import ResultStore, export
 
-    monkeypatch.setattr(P, "N_TREES", {"random_forest": 30, "physics_residual": 20, "xgb_tree": 30,
+    monkeypatch.setattr(P, "N_TREES", {"random_forest": 30, "physics_residual": 20, "physics_residual_boosting": 20, "xgb_tree": 30,
                                        "xgb_linear": 30})
     trials = [_trial(m, [c] * b) for m in SCALE for c in (32, 128, 512, 1000) for b in (8, 16, 32)]
     mixed_sets = mixed_batches(4, [8, 16], 32, 1000, seed=0)

@@ -90,7 +90,7 @@ def test_fresh_process_imports_no_sklearn():
 
 def test_train_then_predict_with_fitted_model(tmp_path, monkeypatch):
     pytest.importorskip("sklearn")
-    monkeypatch.setattr(P, "N_TREES", {"random_forest": 20, "physics_residual": 20, "xgb_tree": 20, "xgb_linear": 20})
+    monkeypatch.setattr(P, "N_TREES", {"random_forest": 20, "physics_residual": 20, "physics_residual_boosting": 20, "xgb_tree": 20, "xgb_linear": 20})
     # SYNTHETIC rows from a known formula (test-only)
     from test_predict_pipeline import synthetic_frame
 

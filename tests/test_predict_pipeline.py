@@ -53,7 +53,8 @@ def data():
 
 @pytest.fixture(autouse=True)
 def small_ensembles(monkeypatch):
-    monkeypatch.setattr(P, "N_TREES", {"random_forest": 40, "physics_residual": 30, "xgb_tree": 60, "xgb_linear": 60})
+    monkeypatch.setattr(P, "N_TREES", {"random_forest": 40, "physics_residual": 30, "physics_residual_boosting": 30,
+                                       "xgb_tree": 60, "xgb_linear": 60})
 
 
 def test_families_come_from_catalog(data):
@@ -180,6 +181,56 @@ def test_forest_residual_with_numpy_matches_scikit_learn(data):
     assert inner.any() and not np.any(np.asarray(saved["trees"][0]["value"])[inner])
     back = P.ForestResidual.from_dict(json.loads(json.dumps(saved)))
     assert np.array_equal(back.log_factor(shifted), ours.log_factor(shifted))
+
+
+def test_ensemble_residual_with_numpy_matches_scikit_learn(data):
+    """Each member of the shipped energy residual (forest on the features; extra trees and gradient
+    boosting on the features plus the regime features) gives scikit-learn's numbers with numpy
+    alone, the residual is their mean, and it survives a JSON round trip."""
+    from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor, RandomForestRegressor
+
+    _, X, y = data
+    physics = P.PhysicsModel().fit(X, y)
+    r = np.log(y / physics.predict(X))
+    ours = P.EnsembleResidual(physics.theta, seed=4).fit(X, r)
+    leaf, n = P.EnsembleResidual.MIN_SAMPLES_LEAF, P.N_TREES["physics_residual"]
+    Z = np.hstack([X, P.regime_features(X, physics.theta)])
+    theirs = {
+        "forest": RandomForestRegressor(n_estimators=n, min_samples_leaf=P.ForestResidual.MIN_SAMPLES_LEAF,
+                                        random_state=4).fit(X, r),
+        "extra_trees": ExtraTreesRegressor(n_estimators=n, min_samples_leaf=leaf["extra_trees"],
+                                           random_state=4).fit(Z, r),
+        "boosting": GradientBoostingRegressor(n_estimators=P.N_TREES["physics_residual_boosting"], learning_rate=0.05,
+                                              max_depth=3, min_samples_leaf=leaf["boosting"], random_state=4).fit(Z, r),
+    }
+    shifted = X * 1.37  # other points than the training rows, across thresholds
+    for points in (X, shifted):
+        members = ours.member_log_factors(points)
+        assert set(members) == set(theirs)
+        Zp = np.hstack([points, P.regime_features(points, physics.theta)])
+        for name, est in theirs.items():
+            want = est.predict(points if name == "forest" else Zp)
+            assert np.allclose(members[name], want, rtol=0, atol=1e-9), name
+        assert np.allclose(ours.log_factor(points), np.mean(list(members.values()), axis=0))
+    back = P.EnsembleResidual.from_dict(json.loads(json.dumps(ours.to_dict())))
+    assert np.array_equal(back.log_factor(shifted), ours.log_factor(shifted))
+
+
+def test_regime_features_are_ratios_that_do_not_grow_with_the_model(data):
+    """The regime features describe a request's shape, not its size: doubling every byte, FLOP and
+    second of a row (a model twice as big, proportionally) leaves the shares, FLOPs per byte and
+    time ratios unchanged, and the bases' shares sum to one."""
+    _, X, y = data
+    theta = P.PhysicsModel().fit(X, y).theta
+    R = P.regime_features(X, theta)
+    assert R.shape == (len(X), 5 + 17) and np.all(np.isfinite(R))
+    assert np.allclose(R[:, :5].sum(axis=1), 1.0)
+    scaled = X.copy()
+    for name in ("decode_flops_per_prompt", "decode_bytes_per_prompt", "decode_kv_bytes_per_prompt",
+                 "prefill_roofline_s", "decode_roofline_s", "prefill_operator_s"):
+        scaled[:, ALL_FEATURES.index(name)] *= 2.0
+    ratio_cols = [6, 7, 8, 11, 13]  # FLOPs per byte (2), KV share, prefill / decode, prefill operators / roofline
+    assert np.allclose(P.regime_features(scaled, theta)[:, ratio_cols], R[:, ratio_cols])
 
 
 def test_dataset_roundtrip_csv(tmp_path, data):

@@ -15,8 +15,9 @@ Table V groups (names carry units; counts are element counts, sizes are bytes):
 
 Physics (per prompt unless the name says batch): prefill_flops_per_prompt, decode_flops_per_prompt,
 decode_bytes_per_prompt (HBM bytes read by the decode steps, shared batch reads divided by the
-batch), prefill_roofline_s and decode_roofline_s (whole batch: FLOP-bound prefill, max of the
-bandwidth and FLOP bounds summed over decode steps), decode_steps, layer_steps (decode steps x
+batch) and decode_kv_bytes_per_prompt (its KV-cache part), prefill_roofline_s and
+decode_roofline_s (whole batch: FLOP-bound prefill, max of the bandwidth and FLOP bounds summed
+over decode steps), decode_steps, layer_steps (decode steps x
 layers, a proxy for launch-bound time), decode_kernels (decode steps x operators per step,
 `wattlens.models.decode_ops`), kv_bytes_held_per_prompt (cache at the last token), and the
 prefill's operator traffic: prefill_operator_bytes_per_prompt (input tokens x operators per step x
@@ -57,7 +58,7 @@ INFRA_FEATURES = ("gpu_memory_bytes", "gpu_bandwidth_bytes_per_s", "gpu_count", 
 PHYSICS_FEATURES = ("prefill_flops_per_prompt", "decode_flops_per_prompt", "decode_bytes_per_prompt",
                     "prefill_roofline_s", "decode_roofline_s", "decode_steps", "layer_steps",
                     "decode_kernels", "kv_bytes_held_per_prompt", "prefill_operator_bytes_per_prompt",
-                    "prefill_operator_s")
+                    "prefill_operator_s", "decode_kv_bytes_per_prompt")
 TABLE_V_FEATURES = INFERENCE_FEATURES + MODEL_FEATURES + INFRA_FEATURES
 ALL_FEATURES = TABLE_V_FEATURES + PHYSICS_FEATURES
 
@@ -194,6 +195,7 @@ def physics_features(facts: ModelFacts, req: Request, gpu: GPUSpec, ops_per_step
         "kv_bytes_held_per_prompt": float(facts.kv_cache_bytes(n_in + n_out - 1, nbytes)),
         "prefill_operator_bytes_per_prompt": float(prefill_operator_bytes),
         "prefill_operator_s": b * prefill_operator_bytes / bw,
+        "decode_kv_bytes_per_prompt": float(kv_slot_bytes * kv_sum),
     }
 
 

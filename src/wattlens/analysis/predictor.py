@@ -8,8 +8,9 @@ Table III), plus its mixed-size batch validation (its Fig. 12). On top of it:
   prefill roofline time + theta_d x decode roofline time + theta_o x launch-bound time, the
   operators the decode steps run x 2.5 us: `wattlens.models.decode_ops`, + theta_a x the prefill
   operators' traffic time) + theta_b x the bytes the decode steps move, thetas fitted >= 0 on
-  relative error, with a learned multiplicative residual. Being made of roofline times, a power
-  scale and an energy per byte, it extrapolates to bigger models and other GPUs where trees cannot;
+  relative error, times a learned multiplicative residual (the mean of three tree ensembles,
+  `EnsembleResidual`). Being made of roofline times, a power scale and an energy per byte, it
+  extrapolates to bigger models and other GPUs where trees cannot;
 * validations that hold out what a user will actually ask about: leave-one-architecture-out
   (grouped by model family, variants included: a family never straddles train and test) and
   leave-one-GPU-out;
@@ -30,7 +31,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -305,38 +306,23 @@ class PhysicsModel:
         return np.maximum(physics_basis(X) @ self.theta, 1e-12)
 
 
-class ForestResidual:
-    """exp(a random forest's prediction of a log residual): the correction the physics + learned
-    residual learner multiplies a physics figure by (energy, and the time `wattlens predict` prints).
+class TreeEnsemble:
+    """Fitted regression trees kept as plain arrays and applied with numpy alone:
+    prediction = offset + scale x the sum of each tree's leaf value (a forest: offset 0, scale
+    1 / trees; gradient boosting: its initial value and learning rate). So a fitted ensemble saves as
+    JSON and a fresh install predicts without scikit-learn."""
 
-    Trees follow the data where a linear correction would extrapolate: a family whose costs the
-    features do not explain (GPT-OSS-20B's uncompiled decode was 2.4x its roofline + operator time
-    at batch 64 before the lean loop's sink attention) would otherwise tilt a linear residual for
-    every other model. Fitted with
-    scikit-learn, then kept as plain arrays so the fitted forest saves as JSON and is applied with
-    numpy alone; the size (50 trees, >= 10 rows per leaf: ~12k nodes) is fixed, not tuned per fold,
-    and chosen so the shipped file (an energy and a time forest) stays near a megabyte (its size with
-    each refit: results/predictor/README.md).
-    """
+    def __init__(self, trees: list[dict[str, np.ndarray]], offset: float = 0.0, scale: float = 1.0):
+        self.trees, self.offset, self.scale = trees, float(offset), float(scale)
 
-    MIN_SAMPLES_LEAF = 10
+    @classmethod
+    def from_estimators(cls, estimators, offset: float, scale: float) -> TreeEnsemble:
+        """From scikit-learn decision trees (a forest's `estimators_`, a booster's column of them)."""
+        return cls([{"left": t.tree_.children_left.copy(), "right": t.tree_.children_right.copy(),
+                     "feature": t.tree_.feature.copy(), "threshold": t.tree_.threshold.copy(),
+                     "value": t.tree_.value[:, 0, 0].copy()} for t in estimators], offset, scale)
 
-    def __init__(self, trees: list[dict[str, np.ndarray]] | None = None, seed: int = 0):
-        self.trees = trees or []
-        self.seed = seed
-
-    def fit(self, X, log_residual):
-        from sklearn.ensemble import RandomForestRegressor
-
-        forest = RandomForestRegressor(n_estimators=N_TREES["physics_residual"], min_samples_leaf=self.MIN_SAMPLES_LEAF,
-                                       random_state=self.seed, n_jobs=-1)
-        forest.fit(np.atleast_2d(X), np.asarray(log_residual, float))
-        self.trees = [{"left": t.tree_.children_left.copy(), "right": t.tree_.children_right.copy(),
-                       "feature": t.tree_.feature.copy(), "threshold": t.tree_.threshold.copy(),
-                       "value": t.tree_.value[:, 0, 0].copy()} for t in forest.estimators_]
-        return self
-
-    def log_factor(self, X) -> np.ndarray:
+    def predict(self, X) -> np.ndarray:
         # scikit-learn compares float32 copies of the features with float64 thresholds; so does this
         X = np.atleast_2d(np.asarray(X, float)).astype(np.float32).astype(np.float64)
         rows = np.arange(len(X))
@@ -351,28 +337,176 @@ class ForestResidual:
                 go_left = X[rows, np.where(inner, t["feature"][node], 0)] <= t["threshold"][node]
                 node = np.where(inner, np.where(go_left, left, t["right"][node]), node)
             total += t["value"][node]
-        return total / max(len(self.trees), 1)
-
-    def factor(self, X) -> np.ndarray:
-        return np.exp(self.log_factor(X))
+        return self.offset + self.scale * total
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain lists; an inner node's value is never read (`log_factor` adds leaves' only), so it is
+        """Plain lists; an inner node's value is never read (`predict` adds leaves' only), so it is
         written as 0 to keep the shipped file small; leaves' thresholds and features are -2 already."""
         def saved(t: dict[str, np.ndarray]) -> dict[str, list]:
             leaf_values = np.where(t["left"] < 0, t["value"], 0.0)
             return {"left": t["left"].tolist(), "right": t["right"].tolist(), "feature": t["feature"].tolist(),
                     "threshold": t["threshold"].tolist(), "value": leaf_values.tolist()}
 
-        return {"features": list(ALL_FEATURES), "min_samples_leaf": self.MIN_SAMPLES_LEAF,
-                "trees": [saved(t) for t in self.trees]}
+        return {"offset": self.offset, "scale": self.scale, "trees": [saved(t) for t in self.trees]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TreeEnsemble:
+        ints = ("left", "right", "feature")
+        trees = [{k: np.asarray(v, np.int64 if k in ints else float) for k, v in t.items()} for t in d["trees"]]
+        return cls(trees, d.get("offset", 0.0), d.get("scale", 1.0 / max(len(trees), 1)))
+
+
+def _check_features(d: Mapping[str, Any]) -> None:
+    if d["features"] != list(ALL_FEATURES):
+        raise ValueError("it was fitted on another feature set (refit with `wattlens train`)")
+
+
+class ForestResidual:
+    """exp(a random forest's prediction of a log residual): the correction the request time that
+    `wattlens predict` prints is multiplied by (physics + learned residual learner).
+
+    Trees follow the data where a linear correction would extrapolate: a family whose costs the
+    features do not explain (GPT-OSS-20B's uncompiled decode was 2.4x its roofline + operator time
+    at batch 64 before the lean loop's sink attention) would otherwise tilt a linear residual for
+    every other model. Fitted with scikit-learn, kept as a `TreeEnsemble`; the size (50 trees,
+    >= 10 rows per leaf) is fixed, not tuned per fold.
+    """
+
+    MIN_SAMPLES_LEAF = 10
+
+    def __init__(self, forest: TreeEnsemble | None = None, seed: int = 0):
+        self.forest = forest or TreeEnsemble([])
+        self.seed = seed
+
+    def fit(self, X, log_residual):
+        from sklearn.ensemble import RandomForestRegressor
+
+        forest = RandomForestRegressor(n_estimators=N_TREES["physics_residual"], min_samples_leaf=self.MIN_SAMPLES_LEAF,
+                                       random_state=self.seed, n_jobs=-1)
+        forest.fit(np.atleast_2d(X), np.asarray(log_residual, float))
+        self.forest = TreeEnsemble.from_estimators(forest.estimators_, 0.0, 1.0 / len(forest.estimators_))
+        return self
+
+    def log_factor(self, X) -> np.ndarray:
+        return self.forest.predict(X)
+
+    def factor(self, X) -> np.ndarray:
+        return np.exp(self.log_factor(X))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"features": list(ALL_FEATURES), "min_samples_leaf": self.MIN_SAMPLES_LEAF, **self.forest.to_dict()}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ForestResidual:
-        if d["features"] != list(ALL_FEATURES):
-            raise ValueError("it was fitted on another feature set (refit with `wattlens train`)")
-        ints = ("left", "right", "feature")
-        return cls([{k: np.asarray(v, np.int64 if k in ints else float) for k, v in t.items()} for t in d["trees"]])
+        _check_features(d)
+        return cls(TreeEnsemble.from_dict(d))
+
+
+def regime_features(X: np.ndarray, theta: Sequence[float]) -> np.ndarray:
+    """Dimensionless descriptions of a request's regime, for `EnsembleResidual`.
+
+    A held-out architecture's sizes (layers, widths, bytes) often lie outside the training rows', and
+    trees cannot extrapolate in them; ratios such as the share of each physics basis in the energy,
+    the decode steps' FLOPs per byte against the GPU's ridge point, the KV cache's share of the
+    bytes or operators per layer fall inside the ranges other families span. Columns: the five
+    bases' shares of `physics_basis(X) @ theta`; log batch; log decode FLOPs per byte, and that over
+    the GPU's FLOPs per byte; the KV share of the decode bytes; operators per layer and log operators
+    per decode step; log(1 + ratio) of prefill to decode roofline, of the launch-bound floor to the
+    decode roofline and of the prefill operators' traffic to the prefill roofline; log input and
+    output tokens; query heads per KV head; MoE or not and the share of experts a token uses; the
+    GPU's TDP, bandwidth (TB/s) and FLOPs per byte.
+    """
+    X = np.atleast_2d(np.asarray(X, float))
+
+    def col(name: str) -> np.ndarray:
+        return X[:, _IDX[name]]
+
+    parts = physics_basis(X) * np.asarray(theta, float)[None, :]
+    shares = parts / np.maximum(parts.sum(axis=1), 1e-12)[:, None]
+    decode_bytes = np.maximum(col("decode_bytes_per_prompt"), 1.0)
+    flops_per_byte = col("decode_flops_per_prompt") / decode_bytes
+    gpu_flops_per_byte = col("gpu_flops_per_s") / col("gpu_bandwidth_bytes_per_s")
+    ops_per_step = col("decode_kernels") / np.maximum(col("decode_steps"), 1.0)
+    decode_s = np.maximum(col("decode_roofline_s"), 1e-9)
+    experts = col("num_experts")
+    return np.column_stack([
+        shares, np.log(col("batch_size")),
+        np.log1p(flops_per_byte), np.log1p(flops_per_byte) - np.log(gpu_flops_per_byte),
+        col("decode_kv_bytes_per_prompt") / decode_bytes,
+        ops_per_step / col("num_layers"), np.log1p(ops_per_step),
+        np.log1p(col("prefill_roofline_s") / decode_s), np.log1p(col("decode_kernels") * KERNEL_S / decode_s),
+        np.log1p(col("prefill_operator_s") / np.maximum(col("prefill_roofline_s"), 1e-9)),
+        np.log(col("input_tokens")), np.log(col("output_tokens")),
+        col("num_heads") / col("num_kv_heads"), col("is_moe"),
+        np.where(experts > 0, col("experts_per_token") / np.maximum(experts, 1.0), 1.0),
+        col("gpu_tdp_w"), col("gpu_bandwidth_bytes_per_s") / 1e12, gpu_flops_per_byte,
+    ])
+
+
+class EnsembleResidual:
+    """exp(the mean of three tree ensembles' predictions of a log residual): the correction the
+    physics + learned residual learner multiplies its physics energy by.
+
+    Members: a random forest on the features (the residual shipped until session 11), extremely
+    randomised trees and gradient boosting (depth 3) on the features plus `regime_features`. A
+    held-out architecture is an extrapolation each member gets wrong its own way; their mean was
+    the better guess: leave-one-architecture-out 7.62% -> 6.3%, leave-one-GPU-out 10.1% -> 9.6%
+    (results/predictor/README.md, session 11, with how the members were chosen). Sizes are fixed,
+    not tuned per fold; each member is kept as a `TreeEnsemble`, so prediction needs numpy only.
+    `theta` is the physics fit the residual was learned against (the regime features' shares).
+    """
+
+    MIN_SAMPLES_LEAF: ClassVar[dict[str, int]] = {"extra_trees": 10, "boosting": 40}  # forest: `ForestResidual`'s
+    BOOSTING_DEPTH, BOOSTING_LEARNING_RATE = 3, 0.05
+    WITH_REGIME: ClassVar[dict[str, bool]] = {"forest": False, "extra_trees": True, "boosting": True}
+
+    def __init__(self, theta: Sequence[float], members: Mapping[str, TreeEnsemble] | None = None, seed: int = 0):
+        self.theta = np.asarray(theta, float)
+        self.members = dict(members or {})
+        self.seed = seed
+
+    def _inputs(self, X, member: str) -> np.ndarray:
+        X = np.atleast_2d(np.asarray(X, float))
+        return np.hstack([X, regime_features(X, self.theta)]) if self.WITH_REGIME[member] else X
+
+    def fit(self, X, log_residual):
+        from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor
+
+        r = np.asarray(log_residual, float)
+        extra = ExtraTreesRegressor(n_estimators=N_TREES["physics_residual"],
+                                    min_samples_leaf=self.MIN_SAMPLES_LEAF["extra_trees"], random_state=self.seed,
+                                    n_jobs=-1).fit(self._inputs(X, "extra_trees"), r)
+        boosting = GradientBoostingRegressor(n_estimators=N_TREES["physics_residual_boosting"],
+                                             learning_rate=self.BOOSTING_LEARNING_RATE, max_depth=self.BOOSTING_DEPTH,
+                                             min_samples_leaf=self.MIN_SAMPLES_LEAF["boosting"], random_state=self.seed)
+        boosting.fit(self._inputs(X, "boosting"), r)
+        self.members = {
+            "forest": ForestResidual(seed=self.seed).fit(self._inputs(X, "forest"), r).forest,
+            "extra_trees": TreeEnsemble.from_estimators(extra.estimators_, 0.0, 1.0 / len(extra.estimators_)),
+            "boosting": TreeEnsemble.from_estimators(boosting.estimators_[:, 0],
+                                                     float(np.ravel(boosting.init_.constant_)[0]), boosting.learning_rate),
+        }
+        return self
+
+    def member_log_factors(self, X) -> dict[str, np.ndarray]:
+        return {name: m.predict(self._inputs(X, name)) for name, m in self.members.items()}
+
+    def log_factor(self, X) -> np.ndarray:
+        return np.mean(list(self.member_log_factors(X).values()), axis=0)
+
+    def factor(self, X) -> np.ndarray:
+        return np.exp(self.log_factor(X))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"features": list(ALL_FEATURES), "theta": self.theta.tolist(),
+                "members": {name: m.to_dict() for name, m in self.members.items()}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> EnsembleResidual:
+        _check_features(d)
+        if set(d["members"]) != set(cls.WITH_REGIME):
+            raise ValueError(f"its residual has members {sorted(d['members'])}, this version {sorted(cls.WITH_REGIME)}")
+        return cls(d["theta"], {name: TreeEnsemble.from_dict(m) for name, m in d["members"].items()})
 
 
 class _PhysicsTimesResidual:
@@ -401,15 +535,15 @@ class _PhysicsTimesResidual:
 
 
 class PhysicsResidualModel(_PhysicsTimesResidual):
-    """Physics model times a `ForestResidual` of log(measured / physics)."""
+    """Physics model times an `EnsembleResidual` of log(measured / physics)."""
 
     def __init__(self, seed: int = 0, theta: Sequence[float] = UNCALIBRATED_THETA,
-                 residual: ForestResidual | None = None):
+                 residual: EnsembleResidual | None = None):
         self.seed = seed
-        super().__init__(theta, residual or ForestResidual(seed=seed))
+        super().__init__(theta, residual or EnsembleResidual(theta, seed=seed))
 
-    def _new_residual(self) -> ForestResidual:
-        return ForestResidual(seed=self.seed)
+    def _new_residual(self) -> EnsembleResidual:
+        return EnsembleResidual(self.physics.theta, seed=self.seed)
 
 
 class LogLinearResidual:
@@ -451,8 +585,7 @@ class LogLinearResidual:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LogLinearResidual:
-        if d["features"] != list(ALL_FEATURES):
-            raise ValueError("it was fitted on another feature set (refit with `wattlens train`)")
+        _check_features(d)
         return cls(d["mean"], d["scale"], d["coef"], d["intercept"])
 
 
@@ -468,9 +601,9 @@ class PhysicsLinearModel(_PhysicsTimesResidual):
 
 class TimeModel:
     """Request time = time_basis(X) @ theta (non-negative, fitted on relative error), times a
-    residual when one was fitted: the same kind as the energy learner's (`ForestResidual` for the
-    physics + learned residual learner, else `LogLinearResidual`; bundles saved before residuals
-    existed have none)."""
+    residual when one was fitted: a random forest (`ForestResidual`) for the physics + learned residual
+    learner, else the energy learner's kind (`LogLinearResidual`); bundles saved before residuals
+    existed have none."""
 
     def __init__(self, theta: Sequence[float] = UNCALIBRATED_TIME_THETA,
                  residual: LogLinearResidual | ForestResidual | None = None, forest: bool = False):
@@ -496,7 +629,8 @@ def time_model_for(learner: str) -> TimeModel:
 
 
 # Ensemble sizes (fixed, not tuned). Tests shrink them to stay fast; results use these.
-N_TREES = {"random_forest": 300, "physics_residual": 50, "xgb_tree": 400, "xgb_linear": 200}
+N_TREES = {"random_forest": 300, "physics_residual": 50, "physics_residual_boosting": 200, "xgb_tree": 400,
+           "xgb_linear": 200}
 
 
 def xgboost_available() -> bool:
@@ -845,12 +979,15 @@ def save_bundle(bundle: PredictorBundle, path: str | Path) -> None:
         pickle.dump(bundle, f)
 
 
+_RESIDUAL_KINDS = {"ensemble": EnsembleResidual, "forest": ForestResidual, "linear": LogLinearResidual}
+
+
 def _residual_kind(residual) -> str:
-    return "forest" if isinstance(residual, ForestResidual) else "linear"
+    return next(kind for kind, cls in _RESIDUAL_KINDS.items() if isinstance(residual, cls))
 
 
 def _residual_from_dict(d: Mapping[str, Any]):
-    return ForestResidual.from_dict(d) if d.get("kind") == "forest" else LogLinearResidual.from_dict(d)
+    return _RESIDUAL_KINDS[d.get("kind", "linear")].from_dict(d)
 
 
 def _bundle_from_json(p: Path) -> PredictorBundle:
@@ -865,8 +1002,11 @@ def _bundle_from_json(p: Path) -> PredictorBundle:
         residual = _residual_from_dict(res) if res is not None else None
         if residual is None:
             model = PhysicsModel(doc["theta"])
-        elif isinstance(residual, ForestResidual):
+        elif isinstance(residual, EnsembleResidual):
             model = PhysicsResidualModel(theta=doc["theta"], residual=residual)
+        elif isinstance(residual, ForestResidual):
+            raise ValueError("its energy residual is a single forest, fitted before session 11 (refit with "
+                             "`wattlens train`)")
         else:
             model = PhysicsLinearModel(doc["theta"], residual)
         time_res = doc.get("time_residual")
