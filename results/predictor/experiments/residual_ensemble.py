@@ -1,0 +1,168 @@
+"""Which residual learner for the physics + learned residual predictor? (session 11; not shipped)
+
+The physics fit (`predictor.PhysicsModel`) is the same for every candidate; they differ in what
+learns log(measured / physics). Components, each fitted on the training families' rows:
+
+  forest          random forest on the features (the residual shipped until session 11)
+  forest_regime   the same on the features + `predictor.regime_features`
+  extra_regime    extremely randomised trees on the features + regime features
+  boost_regime    gradient boosting (scikit-learn, depth 3) on the features + regime features
+  hist_regime     histogram gradient boosting (depth 3, l2 1.0) on the features + regime features
+
+A candidate is one component or the mean of several components' log factors; `shipped` is the mean
+of forest, extra_regime and boost_regime (`predictor.EnsembleResidual`, the same settings).
+
+Scores: leave-one-architecture-out MAPE (batch >= 8, the rows and mode analyse.py uses), and a
+nested version that does not pick on the held-out family: for each held-out family F a candidate
+is chosen by an inner leave-one-family-out over the other families (fits without F and G, for
+every other family G), then scored on F. So each component is fitted 15 + 105 times.
+
+    PYTHONPATH=src python3 results/predictor/experiments/residual_ensemble.py \
+        --dataset data/predictor/energy_v1.csv > results/predictor/experiments/residual_ensemble.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+
+import numpy as np
+
+from wattlens.analysis import predictor as P
+
+SEED = 0
+
+
+def components() -> dict:
+    from sklearn.ensemble import (
+        ExtraTreesRegressor,
+        GradientBoostingRegressor,
+        HistGradientBoostingRegressor,
+        RandomForestRegressor,
+    )
+
+    leaf, n = P.EnsembleResidual.MIN_SAMPLES_LEAF, P.N_TREES["physics_residual"]
+    forest_leaf = P.ForestResidual.MIN_SAMPLES_LEAF
+    boost = {"learning_rate": P.EnsembleResidual.BOOSTING_LEARNING_RATE, "max_depth": P.EnsembleResidual.BOOSTING_DEPTH,
+             "min_samples_leaf": leaf["boosting"], "random_state": SEED}
+    return {  # name: (uses regime features, a fresh estimator)
+        "forest": (False, lambda: RandomForestRegressor(n_estimators=n, min_samples_leaf=forest_leaf,
+                                                        random_state=SEED, n_jobs=-1)),
+        "forest_regime": (True, lambda: RandomForestRegressor(n_estimators=n, min_samples_leaf=forest_leaf,
+                                                              random_state=SEED, n_jobs=-1)),
+        "extra_regime": (True, lambda: ExtraTreesRegressor(n_estimators=n, min_samples_leaf=leaf["extra_trees"],
+                                                           random_state=SEED, n_jobs=-1)),
+        "boost_regime": (True, lambda: GradientBoostingRegressor(
+            n_estimators=P.N_TREES["physics_residual_boosting"], **boost)),
+        "hist_regime": (True, lambda: HistGradientBoostingRegressor(
+            max_iter=P.N_TREES["physics_residual_boosting"], l2_regularization=1.0, **boost)),
+    }
+
+
+CANDIDATES = {name: (name,) for name in ("forest", "forest_regime", "extra_regime", "boost_regime", "hist_regime")}
+CANDIDATES.update({
+    "forest + extra_regime": ("forest", "extra_regime"),
+    "forest + boost_regime": ("forest", "boost_regime"),
+    "shipped: forest + extra_regime + boost_regime": ("forest", "extra_regime", "boost_regime"),
+    "forest + extra_regime + hist_regime": ("forest", "extra_regime", "hist_regime"),
+    "all five": ("forest", "forest_regime", "extra_regime", "boost_regime", "hist_regime"),
+})
+
+
+def fit_predict(X, y, train, test) -> dict[str, np.ndarray]:
+    """Physics fit on `train`, then each component's log factor on `test` rows: name -> log energy."""
+    physics = P.PhysicsModel().fit(X[train], y[train])
+    residual = np.log(y[train] / physics.predict(X[train]))
+    with_regime = np.hstack([X, P.regime_features(X, physics.theta)])
+    log_physics = np.log(physics.predict(X[test]))
+    out = {}
+    for name, (regime, make) in components().items():
+        Z = with_regime if regime else X
+        out[name] = log_physics + make().fit(Z[train], residual).predict(Z[test])
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dataset", required=True)
+    a = ap.parse_args()
+    df, mode, _ = P.one_serving_mode(P.load_dataset(a.dataset))
+    df, _ = P.kv_heads_read_once(df)
+    X = P.feature_matrix(df)
+    y = df["energy_per_prompt_j"].to_numpy(float)
+    family = df["family"].to_numpy()
+    scored = df["batch_size"].to_numpy() >= 8
+    families = sorted(set(family))
+    rows_of = {f: np.flatnonzero(family == f) for f in families}
+    started = time.time()
+
+    def held_out(without: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """Log predictions for every row, from fits without `without` (rows of `without` filled)."""
+        train = np.flatnonzero(~np.isin(family, without))
+        test = np.flatnonzero(np.isin(family, without))
+        logs = {name: np.full(len(y), np.nan) for name in components()}
+        for name, values in fit_predict(X, y, train, test).items():
+            logs[name][test] = values
+        return logs
+
+    outer = {f: held_out((f,)) for f in families}
+    print(f"outer fits done ({time.time() - started:.0f} s)", file=sys.stderr)
+    pairs = {}
+    for f, g in itertools.combinations(families, 2):
+        pairs[f, g] = pairs[g, f] = held_out((f, g))
+    print(f"pair fits done ({time.time() - started:.0f} s)", file=sys.stderr)
+
+    def candidate(logs: dict[str, np.ndarray], name: str) -> np.ndarray:
+        return np.exp(np.mean([logs[c] for c in CANDIDATES[name]], axis=0))
+
+    def mape(pred: np.ndarray, mask: np.ndarray) -> float:
+        return float(np.mean(np.abs(pred[mask] / y[mask] - 1)) * 100)
+
+    loao = {}
+    for name in CANDIDATES:
+        pred = np.full(len(y), np.nan)
+        for f in families:
+            pred[rows_of[f]] = candidate(outer[f], name)[rows_of[f]]
+        loao[name] = pred
+
+    def nested(names: list[str]) -> tuple[float, dict[str, str]]:
+        pred, chosen = np.full(len(y), np.nan), {}
+        for f in families:
+            inner_mask = scored & (family != f)
+            score = {}
+            for name in names:
+                inner = np.full(len(y), np.nan)
+                for g in families:
+                    if g != f:
+                        inner[rows_of[g]] = candidate(pairs[f, g], name)[rows_of[g]]
+                score[name] = mape(inner, inner_mask)
+            chosen[f] = min(score, key=score.get)
+            pred[rows_of[f]] = loao[chosen[f]][rows_of[f]]
+        return mape(pred, scored), chosen
+
+    print("# Residual learners compared (session 11; not shipped; random weights)\n")
+    print(f"Dataset `{a.dataset}`, mode {mode}, {len(y)} rows ({int(scored.sum())} with batch >= 8, scored), "
+          f"{len(families)} families; physics fit unchanged, seed {SEED}. Made by "
+          "`results/predictor/experiments/residual_ensemble.py` (its docstring says what each candidate is).\n")
+    print("| candidate | LOAO MAPE % | " + " | ".join(families) + " |")
+    print("|---|---|" + "---|" * len(families))
+    for name, pred in loao.items():
+        per = " | ".join(f"{mape(pred, scored & (family == f)):.1f}" for f in families)
+        print(f"| {name} | {mape(pred, scored):.2f} | {per} |")
+    print("\nNested leave-one-architecture-out (a candidate chosen per held-out family by an inner "
+          "leave-one-family-out over the other families, then scored on the held-out one):\n")
+    print("| candidates to choose from | nested LOAO MAPE % | chosen (held-out family: candidate) |")
+    print("|---|---|---|")
+    singles = [n for n, parts in CANDIDATES.items() if len(parts) == 1]
+    means = [n for n, parts in CANDIDATES.items() if len(parts) > 1]
+    for label, names in (("all", list(CANDIDATES)), ("single components", singles), ("means", means)):
+        score, chosen = nested(names)
+        picks = "; ".join(f"{f}: {c}" for f, c in chosen.items())
+        print(f"| {label} | {score:.2f} | {picks} |")
+    print(f"\n({time.time() - started:.0f} s on this machine)")
+
+
+if __name__ == "__main__":
+    main()
