@@ -506,6 +506,41 @@ def test_sink_decode_attention_matches_the_models_eager_attention():
     torch.testing.assert_close(got_bool, want, rtol=1e-5, atol=1e-6)
 
 
+def test_sink_prompt_attention_through_sdpa_matches_the_models_eager_attention(monkeypatch):
+    """GPT-OSS's prefill through SDPA, the sink as one more key: same output as transformers' eager
+    function for a causal prompt with left padding (float and boolean masks), and the SDPA call
+    sees equal head counts and a width that is a multiple of 8."""
+    from wattlens.backends.hf import _model_eager_attention, decode_attention_with_sinks
+
+    model, *_ = _eager_reference("tiny-gpt-oss", ctx=4, gen=1, seed=0)
+    attn = model.model.layers[0].self_attn
+    with torch.no_grad():
+        attn.sinks.copy_(torch.randn(attn.sinks.shape, generator=torch.Generator().manual_seed(3)))
+    batch, tokens, slots, d = 2, 6, 9, attn.head_dim
+    hq, hkv = model.config.num_attention_heads, model.config.num_key_value_heads
+    g = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(batch, h, n, d, generator=g) for h, n in ((hq, tokens), (hkv, slots), (hkv, slots)))
+    query_slot = torch.arange(tokens)[None, None, :, None]
+    slot = torch.arange(slots)[None, None, None, :]
+    visible = (slot <= query_slot) & (slot >= torch.tensor([0, 2])[:, None, None, None])  # causal, row 1 padded
+    mask = torch.zeros(visible.shape).masked_fill(~visible, torch.finfo(torch.float32).min)
+    want, _ = _model_eager_attention(attn)(attn, q, k, v, mask, scaling=attn.scaling)
+    seen = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def recording_sdpa(query, key, value, **kwargs):
+        seen.append((query.shape[1], key.shape[1], query.shape[-1]))
+        return sdpa(query, key, value, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", recording_sdpa)
+    got, _ = decode_attention_with_sinks(attn, q, k, v, mask, scaling=attn.scaling)
+    got_bool, _ = decode_attention_with_sinks(attn, q, k, v, visible, scaling=attn.scaling)
+    assert got.shape == want.shape == (batch, tokens, hq, d)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got_bool, want, rtol=1e-5, atol=1e-6)
+    assert seen and all(qh == kh == hq and width % 8 == 0 for qh, kh, width in seen)
+
+
 def test_graphed_gpt_oss_decodes_with_the_sink_attention(monkeypatch):
     """The lean loop gives GPT-OSS (eager-only in transformers) the sink attention for its decode
     steps, and keeps eager's greedy tokens."""

@@ -189,7 +189,7 @@ def _register_gqa_attention() -> None:
         AttentionMaskInterface.register(name, sdpa_mask)
 
 
-SINK_DECODE_ATTENTION = "wattlens_decode_grouped_sinks"
+SINK_DECODE_ATTENTION = "wattlens_sinks_grouped_decode_sdpa_prompt"
 
 
 def _model_eager_attention(module):
@@ -209,14 +209,17 @@ def decode_attention_with_sinks(module, query, key, value, attention_mask, dropo
     and multiplies the copies: on an H100 that copy took 17.6 ms of GPT-OSS-20B's 47.6 ms decode
     step at batch 64 (results/predictor/experiments/step_profile-h100-eager-gpt-oss.json). Here the
     query heads of a group are the rows of one matmul against their KV head; logits, mask, sink
-    logit and softmax are computed as the model's own eager function does. Prefill steps, dropout
-    and modules without sinks go to that function. Shapes as in `decode_attention_by_reductions`.
+    logit and softmax are computed as the model's own eager function does. A prompt (the prefill)
+    goes through `_prompt_attention_with_sinks`; dropout and modules without sinks go to the eager
+    function. Shapes as in `decode_attention_by_reductions`.
     """
     torch = _torch()
-    eager = _model_eager_attention(module)
     sinks = getattr(module, "sinks", None)
-    if query.shape[2] != 1 or dropout or sinks is None:
-        return eager(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    if dropout or sinks is None:
+        return _model_eager_attention(module)(module, query, key, value, attention_mask, dropout=dropout,
+                                              scaling=scaling, **kwargs)
+    if query.shape[2] != 1:
+        return _prompt_attention_with_sinks(module, query, key, value, attention_mask, scaling)
     batch, q_heads, _, head_dim = query.shape
     kv_heads = key.shape[1]
     groups = q_heads // kv_heads  # query head h reads KV head h // groups
@@ -234,6 +237,39 @@ def decode_attention_with_sinks(module, query, key, value, attention_mask, dropo
     probs = torch.softmax(logits, dim=-1, dtype=logits.dtype)[..., :-1]  # the sink column takes no value
     out = torch.matmul(probs.to(value.dtype), value)  # [B, Hkv, groups, D]
     return out.reshape(batch, q_heads, 1, head_dim).transpose(1, 2).contiguous(), None
+
+
+def _prompt_attention_with_sinks(module, query, key, value, attention_mask, scaling=None):
+    """A prompt's attention with sinks (GPT-OSS's prefill) through SDPA, so a fused kernel runs it.
+
+    transformers' eager function materialises every query x key logit; GPT-OSS-20B's prefill took
+    11.6x its FLOP roofline (results/predictor/experiments/derived_figures.md). SDPA has no sink
+    logit, so the sink becomes one more key that every query sees: queries get one more dimension
+    holding 1, that key holds sink / scale there (zeros elsewhere) and a zero value, so its logit is
+    the sink's and it adds exp(sink) to the softmax's sum, as the eager function's extra column
+    does. Other keys get 0 in that dimension; a few more zeros make the width a multiple of 8, as
+    fused kernels want. K / V are repeated to the query heads, as transformers' SDPA path does.
+    """
+    torch = _torch()
+    functional = torch.nn.functional
+    batch, q_heads, tokens, head_dim = query.shape
+    groups = q_heads // key.shape[1]
+    scale = scaling if scaling is not None else head_dim**-0.5
+    extra = 8 - head_dim % 8  # the sink's dimension and zeros up to a multiple of 8
+    q = torch.cat([query, query.new_ones(batch, q_heads, tokens, 1),
+                   query.new_zeros(batch, q_heads, tokens, extra - 1)], dim=-1)
+    k = functional.pad(key.repeat_interleave(groups, dim=1), (0, extra))
+    v = functional.pad(value.repeat_interleave(groups, dim=1), (0, extra))
+    sink_key = k.new_zeros(batch, q_heads, 1, head_dim + extra)
+    sink_key[..., head_dim] = (module.sinks.to(k.dtype) / scale)[None, :, None]
+    k = torch.cat([k, sink_key], dim=2)
+    v = torch.cat([v, v.new_zeros(batch, q_heads, 1, head_dim + extra)], dim=2)
+    mask = None
+    if attention_mask is not None:
+        mask = attention_mask[:, :, :, : key.shape[2]]
+        mask = functional.pad(mask, (0, 1), value=True if mask.dtype == torch.bool else 0.0)  # the sink: visible
+    out = functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)[..., :head_dim]
+    return out.transpose(1, 2).contiguous(), None
 
 
 def _has_attention_sinks(model) -> bool:
