@@ -242,12 +242,13 @@ def decode_attention_with_sinks(module, query, key, value, attention_mask, dropo
 def _prompt_attention_with_sinks(module, query, key, value, attention_mask, scaling=None):
     """A prompt's attention with sinks (GPT-OSS's prefill) through SDPA, so a fused kernel runs it.
 
-    transformers' eager function materialises every query x key logit; GPT-OSS-20B's prefill took
-    11.6x its FLOP roofline (results/predictor/experiments/derived_figures.md). SDPA has no sink
-    logit, so the sink becomes one more key that every query sees: queries get one more dimension
-    holding 1, that key holds sink / scale there (zeros elsewhere) and a zero value, so its logit is
-    the sink's and it adds exp(sink) to the softmax's sum, as the eager function's extra column
-    does. Other keys get 0 in that dimension; a few more zeros make the width a multiple of 8, as
+    transformers' eager function materialises every query x key logit; through it GPT-OSS-20B's
+    prefill took 11.6x its FLOP roofline (H100, batch 8 x 1000 tokens), this way 5.5-5.8x
+    (results/predictor/experiments/derived_figures.md; the eager rows: campaign/store/superseded/
+    *-eager-prefill*). SDPA has no sink logit, so the sink becomes one more key that every query
+    sees: queries get one more dimension holding 1, that key holds sink / scale there (zeros
+    elsewhere) and a zero value, so its logit is the sink's and it adds exp(sink) to the softmax's
+    sum, as the eager function's extra column does. Other keys get 0 in that dimension; a few more zeros make the width a multiple of 8, as
     fused kernels want. K / V are repeated to the query heads, as transformers' SDPA path does.
     """
     torch = _torch()
