@@ -46,6 +46,7 @@ def main(argv=None) -> int:
     ap.add_argument("--learner", default="physics_residual", help="default: the shipped learner")
     a = ap.parse_args(argv)
     df, mode, _ = P.one_serving_mode(P.load_dataset(a.dataset), "graphed")
+    df, _ = P.kv_heads_read_once(df)  # the rows analyse.py and `wattlens train` fit on
     df = df[df["batch_size"] >= 8].reset_index(drop=True)
     gen = df["cache_tokens"] - df["input_tokens"]
     train, test = (gen == GEN_OF_THE_TRAINING_TIERS).to_numpy(), (gen < GEN_OF_THE_TRAINING_TIERS).to_numpy()

@@ -465,23 +465,26 @@ class EnsembleResidual:
         self.members = dict(members or {})
         self.seed = seed
 
-    def _inputs(self, X, member: str) -> np.ndarray:
+    def _inputs(self, X) -> dict[str, np.ndarray]:
+        """Each member's input rows: the features, with the regime features appended (computed once)."""
         X = np.atleast_2d(np.asarray(X, float))
-        return np.hstack([X, regime_features(X, self.theta)]) if self.WITH_REGIME[member] else X
+        with_regime = np.hstack([X, regime_features(X, self.theta)])
+        return {name: with_regime if regime else X for name, regime in self.WITH_REGIME.items()}
 
     def fit(self, X, log_residual):
         from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor
 
         r = np.asarray(log_residual, float)
+        inputs = self._inputs(X)
         extra = ExtraTreesRegressor(n_estimators=N_TREES["physics_residual"],
                                     min_samples_leaf=self.MIN_SAMPLES_LEAF["extra_trees"], random_state=self.seed,
-                                    n_jobs=-1).fit(self._inputs(X, "extra_trees"), r)
+                                    n_jobs=-1).fit(inputs["extra_trees"], r)
         boosting = GradientBoostingRegressor(n_estimators=N_TREES["physics_residual_boosting"],
                                              learning_rate=self.BOOSTING_LEARNING_RATE, max_depth=self.BOOSTING_DEPTH,
                                              min_samples_leaf=self.MIN_SAMPLES_LEAF["boosting"], random_state=self.seed)
-        boosting.fit(self._inputs(X, "boosting"), r)
+        boosting.fit(inputs["boosting"], r)
         self.members = {
-            "forest": ForestResidual(seed=self.seed).fit(self._inputs(X, "forest"), r).forest,
+            "forest": ForestResidual(seed=self.seed).fit(inputs["forest"], r).forest,
             "extra_trees": TreeEnsemble.from_estimators(extra.estimators_, 0.0, 1.0 / len(extra.estimators_)),
             "boosting": TreeEnsemble.from_estimators(boosting.estimators_[:, 0],
                                                      float(np.ravel(boosting.init_.constant_)[0]), boosting.learning_rate),
@@ -489,7 +492,8 @@ class EnsembleResidual:
         return self
 
     def member_log_factors(self, X) -> dict[str, np.ndarray]:
-        return {name: m.predict(self._inputs(X, name)) for name, m in self.members.items()}
+        inputs = self._inputs(X)
+        return {name: m.predict(inputs[name]) for name, m in self.members.items()}
 
     def log_factor(self, X) -> np.ndarray:
         return np.mean(list(self.member_log_factors(X).values()), axis=0)

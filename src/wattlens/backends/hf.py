@@ -248,8 +248,9 @@ def _prompt_attention_with_sinks(module, query, key, value, attention_mask, scal
     *-eager-prefill*). SDPA has no sink logit, so the sink becomes one more key that every query
     sees: queries get one more dimension holding 1, that key holds sink / scale there (zeros
     elsewhere) and a zero value, so its logit is the sink's and it adds exp(sink) to the softmax's
-    sum, as the eager function's extra column does. Other keys get 0 in that dimension; a few more zeros make the width a multiple of 8, as
-    fused kernels want. K / V are repeated to the query heads, as transformers' SDPA path does.
+    sum, as the eager function's extra column does. Other keys get 0 in that dimension; a few more
+    zeros make the width a multiple of 8, as fused kernels want. K / V are repeated to the query
+    heads, as transformers' SDPA path does.
     """
     torch = _torch()
     functional = torch.nn.functional
