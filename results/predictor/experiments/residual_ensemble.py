@@ -10,7 +10,7 @@ learns log(measured / physics). Components, each fitted on the training families
   hist_regime     histogram gradient boosting (depth 3, l2 1.0) on the features + regime features
 
 A candidate is one component or the mean of several components' log factors; `shipped` is the mean
-of forest, extra_regime and boost_regime (`predictor.EnsembleResidual`, the same settings).
+of forest, extra_regime and boost_regime, which `predictor.EnsembleResidual` itself fits.
 
 Scores: leave-one-architecture-out MAPE (batch >= 8, the rows and mode analyse.py uses), and a
 nested version that does not pick on the held-out family: for each held-out family F a candidate
@@ -35,29 +35,24 @@ from wattlens.analysis import predictor as P
 SEED = 0
 
 
-def components() -> dict:
-    from sklearn.ensemble import (
-        ExtraTreesRegressor,
-        GradientBoostingRegressor,
-        HistGradientBoostingRegressor,
-        RandomForestRegressor,
-    )
+# The shipped learner's members, as `predictor.EnsembleResidual` fits them, under this report's names.
+SHIPPED_MEMBERS = {"forest": "forest", "extra_regime": "extra_trees", "boost_regime": "boosting"}
 
-    leaf, n = P.EnsembleResidual.MIN_SAMPLES_LEAF, P.N_TREES["physics_residual"]
-    forest_leaf = P.ForestResidual.MIN_SAMPLES_LEAF
-    boost = {"learning_rate": P.EnsembleResidual.BOOSTING_LEARNING_RATE, "max_depth": P.EnsembleResidual.BOOSTING_DEPTH,
-             "min_samples_leaf": leaf["boosting"], "random_state": SEED}
-    return {  # name: (uses regime features, a fresh estimator)
-        "forest": (False, lambda: RandomForestRegressor(n_estimators=n, min_samples_leaf=forest_leaf,
-                                                        random_state=SEED, n_jobs=-1)),
-        "forest_regime": (True, lambda: RandomForestRegressor(n_estimators=n, min_samples_leaf=forest_leaf,
-                                                              random_state=SEED, n_jobs=-1)),
-        "extra_regime": (True, lambda: ExtraTreesRegressor(n_estimators=n, min_samples_leaf=leaf["extra_trees"],
-                                                           random_state=SEED, n_jobs=-1)),
-        "boost_regime": (True, lambda: GradientBoostingRegressor(
-            n_estimators=P.N_TREES["physics_residual_boosting"], **boost)),
-        "hist_regime": (True, lambda: HistGradientBoostingRegressor(
-            max_iter=P.N_TREES["physics_residual_boosting"], l2_regularization=1.0, **boost)),
+
+def other_components() -> dict:
+    """The components the shipped learner does not have: name -> a fresh estimator (all take the
+    features plus the regime features), with the shipped members' sizes."""
+    from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
+
+    E = P.EnsembleResidual
+    return {
+        "forest_regime": lambda: RandomForestRegressor(n_estimators=P.N_TREES["physics_residual"],
+                                                       min_samples_leaf=P.ForestResidual.MIN_SAMPLES_LEAF,
+                                                       random_state=SEED, n_jobs=-1),
+        "hist_regime": lambda: HistGradientBoostingRegressor(
+            max_iter=P.N_TREES["physics_residual_boosting"], learning_rate=E.BOOSTING_LEARNING_RATE,
+            max_depth=E.BOOSTING_DEPTH, min_samples_leaf=E.MIN_SAMPLES_LEAF["boosting"], l2_regularization=1.0,
+            random_state=SEED),
     }
 
 
@@ -75,12 +70,12 @@ def fit_predict(X, y, train, test) -> dict[str, np.ndarray]:
     """Physics fit on `train`, then each component's log factor on `test` rows: name -> log energy."""
     physics = P.PhysicsModel().fit(X[train], y[train])
     residual = np.log(y[train] / physics.predict(X[train]))
-    with_regime = np.hstack([X, P.regime_features(X, physics.theta)])
     log_physics = np.log(physics.predict(X[test]))
-    out = {}
-    for name, (regime, make) in components().items():
-        Z = with_regime if regime else X
-        out[name] = log_physics + make().fit(Z[train], residual).predict(Z[test])
+    shipped = P.EnsembleResidual(physics.theta, seed=SEED).fit(X[train], residual).member_log_factors(X[test])
+    out = {name: log_physics + shipped[member] for name, member in SHIPPED_MEMBERS.items()}
+    with_regime = np.hstack([X, P.regime_features(X, physics.theta)])
+    for name, make in other_components().items():
+        out[name] = log_physics + make().fit(with_regime[train], residual).predict(with_regime[test])
     return out
 
 
@@ -102,7 +97,7 @@ def main() -> None:
         """Log predictions for every row, from fits without `without` (rows of `without` filled)."""
         train = np.flatnonzero(~np.isin(family, without))
         test = np.flatnonzero(np.isin(family, without))
-        logs = {name: np.full(len(y), np.nan) for name in components()}
+        logs = {name: np.full(len(y), np.nan) for name in (*SHIPPED_MEMBERS, *other_components())}
         for name, values in fit_predict(X, y, train, test).items():
             logs[name][test] = values
         return logs
