@@ -50,6 +50,7 @@ def test_dense_by_hand():
     assert f["prefill_operator_bytes_per_prompt"] == 10 * 103 * 64 * 2
     assert f["prefill_operator_s"] == pytest.approx(2 * 131_840 / 3350e9)
     assert f["is_moe"] == 0 and f["num_experts"] == 0 and f["activation_silu"] == 1
+    assert f["decode_expert_bytes_per_prompt"] == 0
     assert f["gpu_tdp_w"] == 700 and f["gpu_count"] == 1 and f["gpu_free_memory_bytes"] == 80e9 - f["vram_required_bytes"]
 
 
@@ -75,6 +76,8 @@ def test_moe_by_hand():
     per_step = (31808 + 128 + 2 * 3 * 6144) * 2
     kv = 2 * 128 * (2 * (11 + 12 + 13 + 14))  # 128 B per slot (2 kv heads)
     assert f["decode_bytes_per_prompt"] == pytest.approx((4 * per_step + kv) / 2)
+    # the routed-expert part of those bytes: 4 steps x 2 layers x 3 experts x 6144 x 2 B, per prompt
+    assert f["decode_expert_bytes_per_prompt"] == pytest.approx(4 * 2 * 3 * 6144 * 2 / 2)
     # a token multiplies by the router and 2 experts: active matmul = 24576 + 2 x (256 + 12288) + 6400 = 56064
     assert f["decode_flops_per_prompt"] == 4 * 2 * 56064 + 256 * 100
 

@@ -22,7 +22,7 @@ MODELS = [("llama-3.2-1b", {}), ("llama-3.2-1b", {"num_hidden_layers": 8}), ("ll
           # widths apart from depth, so that prefill FLOPs (~ width^2) and operator traffic (~ width) separate
           ("llama-3.2-1b", {"hidden_size": 512}), ("llama-3.2-3b", {"hidden_size": 6144})]
 GPUS = ["H100", "H200", "A100"]
-TRUE_THETA = np.array([2.0, 0.8, 0.5, 0.7, 0.15])
+TRUE_THETA = np.array([2.0, 0.8, 0.5, 0.7, 0.15, 0.08])
 
 
 def synthetic_frame(seed=0):
@@ -223,13 +223,15 @@ def test_regime_features_are_ratios_that_do_not_grow_with_the_model(data):
     _, X, y = data
     theta = P.PhysicsModel().fit(X, y).theta
     R = P.regime_features(X, theta)
-    assert R.shape == (len(X), 5 + 17) and np.all(np.isfinite(R))
-    assert np.allclose(R[:, :5].sum(axis=1), 1.0)
+    n = P.N_PHYSICS_BASES
+    assert R.shape == (len(X), n + 17) and np.all(np.isfinite(R))
+    assert np.allclose(R[:, :n].sum(axis=1), 1.0)
     scaled = X.copy()
     for name in ("decode_flops_per_prompt", "decode_bytes_per_prompt", "decode_kv_bytes_per_prompt",
-                 "prefill_roofline_s", "decode_roofline_s", "prefill_operator_s"):
+                 "decode_expert_bytes_per_prompt", "prefill_roofline_s", "decode_roofline_s", "prefill_operator_s"):
         scaled[:, ALL_FEATURES.index(name)] *= 2.0
-    ratio_cols = [6, 7, 8, 11, 13]  # FLOPs per byte (2), KV share, prefill / decode, prefill operators / roofline
+    # FLOPs per byte (2), KV share, prefill / decode, prefill operators / roofline
+    ratio_cols = [n + 1, n + 2, n + 3, n + 6, n + 8]
     assert np.allclose(P.regime_features(scaled, theta)[:, ratio_cols], R[:, ratio_cols])
 
 

@@ -15,7 +15,8 @@ Table V groups (names carry units; counts are element counts, sizes are bytes):
 
 Physics (per prompt unless the name says batch): prefill_flops_per_prompt, decode_flops_per_prompt,
 decode_bytes_per_prompt (HBM bytes read by the decode steps, shared batch reads divided by the
-batch) and decode_kv_bytes_per_prompt (its KV-cache part), prefill_roofline_s and
+batch), decode_kv_bytes_per_prompt (its KV-cache part) and decode_expert_bytes_per_prompt (its
+routed-expert weights part; 0 for dense models), prefill_roofline_s and
 decode_roofline_s (whole batch: FLOP-bound prefill, max of the bandwidth and FLOP bounds summed
 over decode steps), decode_steps, layer_steps (decode steps x
 layers, a proxy for launch-bound time), decode_kernels (decode steps x operators per step,
@@ -58,7 +59,7 @@ INFRA_FEATURES = ("gpu_memory_bytes", "gpu_bandwidth_bytes_per_s", "gpu_count", 
 PHYSICS_FEATURES = ("prefill_flops_per_prompt", "decode_flops_per_prompt", "decode_bytes_per_prompt",
                     "prefill_roofline_s", "decode_roofline_s", "decode_steps", "layer_steps",
                     "decode_kernels", "kv_bytes_held_per_prompt", "prefill_operator_bytes_per_prompt",
-                    "prefill_operator_s", "decode_kv_bytes_per_prompt")
+                    "prefill_operator_s", "decode_kv_bytes_per_prompt", "decode_expert_bytes_per_prompt")
 TABLE_V_FEATURES = INFERENCE_FEATURES + MODEL_FEATURES + INFRA_FEATURES
 ALL_FEATURES = TABLE_V_FEATURES + PHYSICS_FEATURES
 
@@ -196,6 +197,7 @@ def physics_features(facts: ModelFacts, req: Request, gpu: GPUSpec, ops_per_step
         "prefill_operator_bytes_per_prompt": float(prefill_operator_bytes),
         "prefill_operator_s": b * prefill_operator_bytes / bw,
         "decode_kv_bytes_per_prompt": float(kv_slot_bytes * kv_sum),
+        "decode_expert_bytes_per_prompt": steps * facts.decode_expert_bytes_per_step(b, nbytes) / b,
     }
 
 

@@ -239,9 +239,10 @@ class _LogTarget:
 # prefill at 50% of peak dense FLOP/s drawing 90% of TDP -> 0.9/0.5; decode at 60% of HBM bandwidth
 # drawing 40% of TDP over its time -> 0.4/0.6, plus 0.1 J per GB it moves (HBM access and on-chip
 # movement, ~12 pJ/bit); a launch-bound floor of 2.5 us per operator of a decode step (0.1 ms per
-# Llama layer) drawing 30% of TDP; the prefill operators' traffic at HBM bandwidth drawing 60% of TDP.
+# Llama layer) drawing 30% of TDP; the prefill operators' traffic at HBM bandwidth drawing 60% of TDP;
+# no extra energy for a routed expert's byte over any other weight byte.
 # They are round engineering guesses, stated so, with a wide interval.
-UNCALIBRATED_THETA = (1.8, 0.67, 0.3, 0.6, 0.1)
+UNCALIBRATED_THETA = (1.8, 0.67, 0.3, 0.6, 0.1, 0.0)
 # s per roofline s (prefill, decode), per KERNEL_S operator, per s of prefill operator traffic
 UNCALIBRATED_TIME_THETA = (2.0, 1.0 / 0.6, 1.0, 1.0)
 UNCALIBRATED_LOG_INTERVAL = (-math.log(3.0), math.log(3.0))  # x/÷ 3
@@ -257,17 +258,24 @@ def time_basis(X: np.ndarray) -> np.ndarray:
 
 
 def physics_basis(X: np.ndarray) -> np.ndarray:
-    """Per-prompt energy bases in joules: TDP x `time_basis` / batch, and the GB the decode steps move.
+    """Per-prompt energy bases in joules: TDP x `time_basis` / batch, the GB the decode steps move,
+    and the GB of routed-expert weights among them (an extra energy per expert byte).
 
     The bytes basis is an energy per byte, not a power over the bandwidth time: the H100 and the
     H200 share a 700 W TDP while their HBM moves 3.35 vs 4.8 TB/s, so TDP x bytes / bandwidth would
     make a byte 1.43x cheaper on the H200; measured, Yi-34B's batch-8 generation costs 1.13-1.14x
     more per prompt on the H100 (results/predictor/experiments/derived_figures.md). Adding it took
     the held-out-GPU error from 15.2% to 11.5% (a session-8 run, not kept: results/predictor/README.md).
+
+    The expert basis is fitted, not derived: with one energy per byte the physics under-predicted
+    every MoE family (by 8-23% on average when that family was held out), and an expert byte fits at
+    about 1.5x a dense weight byte. Why is not measured: the decode steps' MoE layers (transformers'
+    grouped_mm) also route, sort and gather the tokens around one grouped GEMM over the experts read.
     """
     X = np.atleast_2d(X)
     timed = time_basis(X) * (X[:, _IDX["gpu_tdp_w"]] / X[:, _IDX["batch_size"]])[:, None]
-    return np.column_stack([timed, X[:, _IDX["decode_bytes_per_prompt"]] * 1e-9])
+    return np.column_stack([timed, X[:, _IDX["decode_bytes_per_prompt"]] * 1e-9,
+                            X[:, _IDX["decode_expert_bytes_per_prompt"]] * 1e-9])
 
 
 N_PHYSICS_BASES = len(UNCALIBRATED_THETA)
@@ -408,7 +416,7 @@ def regime_features(X: np.ndarray, theta: Sequence[float]) -> np.ndarray:
     A held-out architecture's sizes (layers, widths, bytes) often lie outside the training rows', and
     trees cannot extrapolate in them; ratios such as the share of each physics basis in the energy,
     the decode steps' FLOPs per byte against the GPU's ridge point, the KV cache's share of the
-    bytes or operators per layer fall inside the ranges other families span. Columns: the five
+    bytes or operators per layer fall inside the ranges other families span. Columns: the six
     bases' shares of `physics_basis(X) @ theta`; log batch; log decode FLOPs per byte, and that over
     the GPU's FLOPs per byte; the KV share of the decode bytes; operators per layer and log operators
     per decode step; log(1 + ratio) of prefill to decode roofline, of the launch-bound floor to the
@@ -1052,7 +1060,10 @@ def predict_request(config: Mapping[str, Any], req: Request, gpu, bundle: Predic
     f = request_features(config, req, gpu)
     X = np.asarray([[f[k] for k in ALL_FEATURES]])
     p = {k: float(v[0]) for k, v in bundle.predict_features(X).items()}
+    from wattlens.models.arithmetic import SUPPORTED_MODEL_TYPES
     from wattlens.models.decode_ops import decode_ops
 
+    shapes = "formulas" if config.get("model_type") in SUPPORTED_MODEL_TYPES else "transformers' module (meta device)"
     return {**p, "energy_batch_j": p["energy_per_prompt_j"] * req.batch_size, "learner": bundle.learner,
-            "calibrated": bundle.calibrated, "decode_ops_source": decode_ops(config).source, "features": f}
+            "calibrated": bundle.calibrated, "decode_ops_source": decode_ops(config).source,
+            "parameter_counts_from": shapes, "features": f}

@@ -341,9 +341,13 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False,
     from wattlens.models.catalog import list_catalog, resolve_model
 
     nbytes = dtype_bytes(dtype)
-    rows = []
+    rows, skipped = [], []
     for entry in list_catalog():
-        facts = model_facts(resolve_model(entry.name).config)
+        try:
+            facts = model_facts(resolve_model(entry.name).config)
+        except BadInput as e:  # an architecture without formulas, on an install without torch
+            skipped.append(f"{entry.name}: {e}")
+            continue
         rows.append({
             "name": entry.name, "hf_id": entry.hf_id, "family": entry.family, "licence": entry.licence,
             "params_total": facts.params_total, "params_active": facts.params_active,
@@ -354,6 +358,8 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False,
         })
     if as_json:
         print(json.dumps(rows, indent=1))
+        for line in skipped:
+            print(f"not listed: {line}", file=sys.stderr)
         return
     table = Table(title=f"wattlens catalog ({dtype}, ctx {ctx}; weights: random unless a local folder is given)")
     table.add_column("model", no_wrap=True)
@@ -364,6 +370,8 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False,
                       f"{r[f'kv_bytes_per_token_at_{ctx}']:,.0f}", f"{r[f'flops_per_token_at_{ctx}'] / 1e9:.2f}",
                       f"{r[f'decode_bytes_per_step_at_{ctx}'] / 1e9:.3f}", r["licence"] or "")
     console.print(table)
+    for line in skipped:
+        console.print(f"[yellow]not listed: {line}[/]")
 
 
 # Sub-command groups live in their own modules (light imports, so `--help` stays instant).

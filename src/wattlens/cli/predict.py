@@ -123,6 +123,10 @@ def register(app: typer.Typer) -> None:
         if grid_gco2_per_kwh is not None:
             _print(f"carbon: {doc['carbon_gco2']:.3f} gCO2e at {grid_gco2_per_kwh:g} gCO2e/kWh "
                    f"(interval {doc['carbon_low_gco2']:.3f} - {doc['carbon_high_gco2']:.3f})")
+        if results[0]["parameter_counts_from"] != "formulas":
+            _print(f"[yellow]note: model_type {source.config.get('model_type')!r} has no formulas in wattlens; its "
+                   "parameter counts were read from transformers' implementation built on the meta device "
+                   "(wattlens.models.introspect), and no row of this architecture was measured.[/]")
         ops_source = results[0]["decode_ops_source"]
         if ops_source != "table":
             _print(f"[yellow]note: operators per decode step of this architecture: {ops_source} (not in the shipped "

@@ -1,5 +1,8 @@
 """Analytic facts about a model, computed from its HF config dict alone (no torch).
 
+Architectures without formulas here (`SUPPORTED_MODEL_TYPES` lists those with) are counted on
+transformers' own module instead (`wattlens.models.introspect`, which needs torch).
+
 Why: predictions, roofline bounds and memory budgets must be available without a GPU and without
 building the model. The parameter counts here reproduce `sum(p.numel() for p in model.parameters())`
 of the transformers implementation exactly (biases, q/k norms, attention sinks, tied embeddings,
@@ -220,9 +223,14 @@ class ModelFacts:
         rows = min(batch, self.vocab_size) * self.embedding_row_elements
         if self.params_position_embedding:
             rows += batch * self.hidden_size
-        experts = self.n_moe_layers * self.expected_experts_touched(batch) * self.params_per_expert
-        weight_bytes = (weights + rows + experts) * dtype_bytes
+        weight_bytes = (weights + rows) * dtype_bytes + self.decode_expert_bytes_per_step(batch, dtype_bytes)
         return _round(weight_bytes) + self.kv_cache_bytes(context_tokens, dtype_bytes, batch)
+
+    def decode_expert_bytes_per_step(self, batch: int, dtype_bytes: float) -> float:
+        """Bytes of routed-expert weights one decode step of `batch` sequences reads: the experts
+        touched (`expected_experts_touched`) in every MoE layer; 0 for dense models. Part of
+        `decode_bytes_per_step`."""
+        return self.n_moe_layers * self.expected_experts_touched(batch) * self.params_per_expert * dtype_bytes
 
 
 def _round(x: float) -> int:
@@ -282,8 +290,10 @@ def model_facts(config: dict) -> ModelFacts:
     if not isinstance(config, dict):
         raise BadInput(f"model config must be a dict, got {type(config).__name__}")
     mt = config.get("model_type")
-    if mt not in _HF_DEFAULTS:
-        raise BadInput(f"model_type {mt!r} is not supported (supported: {', '.join(SUPPORTED_MODEL_TYPES)})")
+    if mt not in _HF_DEFAULTS:  # no formulas here: count on transformers' module (needs torch)
+        from wattlens.models.introspect import facts_from_module
+
+        return facts_from_module(config)
     c = _Cfg(config, mt)
     H = c.int("hidden_size")
     L = c.int("num_hidden_layers")
