@@ -116,6 +116,13 @@ FAMILIES_3 = [("falcon-7b", [{}], None), ("stablelm-3b-4e1t", [{}], None), ("olm
 # (GQA 32 / 2, four RMSNorms per layer, fused gate-up), ERNIE-4.5-0.3B (a 0.36B GQA model: the
 # launch-bound regime) and AFM-4.5B's shapes (ReLU-squared MLP of two matrices, MHA with 80-wide heads).
 FAMILIES_4 = [("glm-4-9b", [{}], None), ("ernie-4.5-0.3b", [{}], None), ("afm-4.5b", [{}], None)]
+# Families-5 tier (session 12): two dense architectures no row had yet, also from transformers'
+# configuration defaults, both counted by `wattlens.models.introspect` (no formulas written for them):
+# OLMo-2-7B (MHA, norms after attention and MLP, q/k norms over the whole projection; the OLMo family,
+# with OLMoE) and Persimmon-8B (MHA with 64 heads of 64, squared-ReLU MLP of two matrices, q/k
+# LayerNorms, rotary on half of each head, a 262k vocabulary). Their batch-64 / 1000-token points
+# need more than the H100's 80 GB (KV cache of 2000 slots: 67 and 75 GB).
+FAMILIES_5 = [("olmo-2-7b", [{}], None), ("persimmon-8b", [{}], None)]
 
 # Mixed tiers: the same ragged batches for every model, one output length. `mixed-graphed` runs them in
 # the training rows' serving mode (the fair Fig. 12 test); `mixed` in static mode (measured on the H100
@@ -244,6 +251,7 @@ def main() -> None:
              ("families-2", sweeps(FAMILIES_2, gens), f"gen {gens}"),
              ("families-3", sweeps(FAMILIES_3, gens), f"gen {gens}"),
              ("families-4", sweeps(FAMILIES_4, gens), f"gen {gens}"),
+             ("families-5", sweeps(FAMILIES_5, gens), f"gen {gens}"),
              ("mixed", mixed_sweeps("static"), f"{ragged}, static"),
              ("mixed-graphed", mixed_sweeps("graphed"), f"{ragged}, graphed")]
     for variant, items, what in tiers:
