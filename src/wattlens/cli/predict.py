@@ -126,7 +126,7 @@ def register(app: typer.Typer) -> None:
         if results[0]["parameter_counts_from"] != "formulas":
             _print(f"[yellow]note: model_type {source.config.get('model_type')!r} has no formulas in wattlens; its "
                    "parameter counts were read from transformers' implementation built on the meta device "
-                   "(wattlens.models.introspect), and no row of this architecture was measured.[/]")
+                   "(wattlens.models.introspect).[/]")
         ops_source = results[0]["decode_ops_source"]
         if ops_source != "table":
             _print(f"[yellow]note: operators per decode step of this architecture: {ops_source} (not in the shipped "

@@ -1,0 +1,69 @@
+"""The shipped predictor on architectures measured after it was fitted (session 12; not a fit).
+
+The predictor in `src/wattlens/analysis/data/default_predictor.json` at commit 15abfe3 was fitted on the
+3950-row dataset of session 11, before OLMo-2-7B and Persimmon-8B (campaign tier `families-5`) were
+measured: no choice of features, bases or learner saw their rows. This script predicts each of their
+rows with that file, unchanged, and scores it as the held-out tables do (MAPE at batch >= 8), per
+configuration, GPU, batch and prompt; then the same with the request time.
+
+    git show 15abfe3:src/wattlens/analysis/data/default_predictor.json > /tmp/predictor-15abfe3.json
+    PYTHONPATH=src python3 results/predictor/experiments/unseen_families.py /tmp/predictor-15abfe3.json \\
+        results/predictor/campaign/store/*-families-5-p*.json.gz > results/predictor/experiments/unseen_families.md
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from wattlens.analysis import predictor as P
+from wattlens.analysis.predict_dataset import DEFAULT_MAX_REL_UNCERTAINTY, rows_from_runs
+from wattlens.store.export import results_from_json
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("predictor", type=Path)
+    ap.add_argument("exports", nargs="+", type=Path)
+    args = ap.parse_args()
+    rows = []
+    for path in args.exports:
+        runs, trials = results_from_json(path)
+        rows += rows_from_runs(runs, trials, max_rel_uncertainty=DEFAULT_MAX_REL_UNCERTAINTY)
+    df = P.normalize_dataset(pd.DataFrame(rows), "exports")
+    df = df[df["batch_size"] >= 8].reset_index(drop=True)
+    bundle = P.load_bundle(args.predictor)
+    pred = bundle.predict_features(P.feature_matrix(df))
+    df["energy_err"] = pred["energy_per_prompt_j"] / df["energy_per_prompt_j"] - 1
+    df["time_err"] = pred["time_s"] / df["time_s"] - 1
+    lo, hi = np.exp(bundle.log_interval[0]), np.exp(bundle.log_interval[1])
+    ratio = df["energy_per_prompt_j"] / pred["energy_per_prompt_j"]
+    df["inside"] = (ratio >= 1 / hi) & (ratio <= 1 / lo)
+
+    def summary(d: pd.DataFrame) -> str:
+        return (f"{len(d)} | {d.energy_err.abs().mean() * 100:.2f} | {d.energy_err.mean() * 100:+.1f} | "
+                f"{d.time_err.abs().mean() * 100:.2f} | {d.time_err.mean() * 100:+.1f} | {d.inside.mean() * 100:.0f}%")
+
+    print(f"# The shipped predictor on architectures it never saw (session 12; {bundle.learner}, "
+          f"{bundle.trained_on.get('rows', '?')} training rows)\n")
+    print("Made by `results/predictor/experiments/unseen_families.py` (its docstring has the command). Random "
+          "weights. Rows at batch >= 8, per-prompt energy and request time; error = predicted / measured - 1; "
+          f"'in interval': the measured energy inside the predictor's interval (x{lo:.2f} .. x{hi:.2f}).\n")
+    print("| rows | n | energy MAPE % | energy mean error % | time MAPE % | time mean error % | in interval |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| all | {summary(df)} |")
+    for model, d in df.groupby("model"):
+        print(f"| {model} | {summary(d)} |")
+    print()
+    print("| model | GPU | batch | prompt | n | energy MAPE % | energy mean error % | time MAPE % | time mean error % "
+          "| in interval |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for (model, gpu, batch, prompt), d in df.groupby(["model", "gpu_name", "batch_size", "input_tokens"]):
+        print(f"| {model} | {gpu} | {batch} | {prompt} | {summary(d)} |")
+
+
+if __name__ == "__main__":
+    main()
