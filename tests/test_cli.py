@@ -441,3 +441,13 @@ def test_python_m_wattlens_bad_input_exit_2_single_line(args, name, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error:") and name in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
     assert _files(tmp_path) == set()  # the default ./wattlens.sqlite was not created
+
+
+def test_bad_input_brackets_are_printed_not_read_as_markup(tmp_path):
+    """An error that names an install extra ('wattlens[hf]') or a bracketed name keeps its brackets."""
+    config = tmp_path / "weird.json"
+    config.write_text(json.dumps({"model_type": "weird[arch]", "hidden_size": 64}))
+    proc = _python("-m", "wattlens", "predict", "--model", str(config), "--gpu", "H100", "--input", "10",
+                   "--output", "10", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "weird[arch]" in proc.stderr, proc.stderr

@@ -371,7 +371,9 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False,
                       f"{r[f'decode_bytes_per_step_at_{ctx}'] / 1e9:.3f}", r["licence"] or "")
     console.print(table)
     for line in skipped:
-        console.print(f"[yellow]not listed: {line}[/]")
+        from rich.markup import escape
+
+        console.print(f"[yellow]not listed: {escape(line)}[/]")
 
 
 # Sub-command groups live in their own modules (light imports, so `--help` stays instant).
@@ -393,7 +395,9 @@ def main() -> None:
     try:
         app()
     except BadInput as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        from rich.markup import escape  # a message's own brackets ('wattlens[hf]') are text, not markup
+
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 
