@@ -60,6 +60,8 @@ VARIANTS = [
     ("stablelm-3b-4e1t", (("num_hidden_layers", 2), ("use_parallel_residual", True))),
     ("olmoe-1b-7b", (("num_hidden_layers", 2), ("num_key_value_heads", 4))),
     ("starcoder2-3b", (("num_hidden_layers", 2), ("use_bias", False), ("tie_word_embeddings", False))),
+    ("olmo-2-7b", (("num_hidden_layers", 2), ("attention_bias", True), ("num_key_value_heads", 8))),
+    ("persimmon-8b", (("num_hidden_layers", 2), ("qk_layernorm", False), ("tie_word_embeddings", True))),
 ]
 
 
@@ -95,11 +97,9 @@ def test_variants_params_match_hf(name, overrides):
     _check_against_hf(name, overrides)
 
 
-def test_catalog_model_types_without_formulas_are_known():
-    """Two catalog architectures (session 12) have no formulas: they are counted on transformers'
-    module (`wattlens.models.introspect`, tested there); every other one has formulas."""
-    without = {resolve_model(name).config["model_type"] for name in CATALOG} - set(SUPPORTED_MODEL_TYPES)
-    assert without == {"olmo2", "persimmon"}
+def test_every_catalog_model_type_supported():
+    for name in CATALOG:
+        assert facts(name).model_type in SUPPORTED_MODEL_TYPES
 
 
 # ---------------------------------------------------------------------------------------------

@@ -117,7 +117,7 @@ FAMILIES_3 = [("falcon-7b", [{}], None), ("stablelm-3b-4e1t", [{}], None), ("olm
 # launch-bound regime) and AFM-4.5B's shapes (ReLU-squared MLP of two matrices, MHA with 80-wide heads).
 FAMILIES_4 = [("glm-4-9b", [{}], None), ("ernie-4.5-0.3b", [{}], None), ("afm-4.5b", [{}], None)]
 # Families-5 tier (session 12): two dense architectures no row had yet, also from transformers'
-# configuration defaults, both counted by `wattlens.models.introspect` (no formulas written for them):
+# configuration defaults (measured while `wattlens.models.introspect` counted them; formulas since):
 # OLMo-2-7B (MHA, norms after attention and MLP, q/k norms over the whole projection; the OLMo family,
 # with OLMoE) and Persimmon-8B (MHA with 64 heads of 64, squared-ReLU MLP of two matrices, q/k
 # LayerNorms, rotary on half of each head, a 262k vocabulary). Their batch-64 / 1000-token points

@@ -84,6 +84,12 @@ _HF_DEFAULTS: dict[str, dict] = {
     "arcee": dict(vocab_size=32000, hidden_size=2560, intermediate_size=18432, num_hidden_layers=32,
                   num_attention_heads=32, num_key_value_heads=32, head_dim=80, tie_word_embeddings=False,
                   attention_bias=False, mlp_bias=False, max_position_embeddings=4096),
+    "olmo2": dict(vocab_size=50304, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                  num_attention_heads=32, tie_word_embeddings=False, attention_bias=False,
+                  max_position_embeddings=2048),
+    "persimmon": dict(vocab_size=262144, hidden_size=4096, intermediate_size=16384, num_hidden_layers=36,
+                      num_attention_heads=64, tie_word_embeddings=False, qk_layernorm=True,
+                      max_position_embeddings=16384),
     "starcoder2": dict(vocab_size=49152, hidden_size=3072, intermediate_size=12288, num_hidden_layers=30,
                        num_attention_heads=24, num_key_value_heads=2, tie_word_embeddings=True, use_bias=True,
                        sliding_window=None, max_position_embeddings=4096),
@@ -266,7 +272,8 @@ def _layer_sliding(c: _Cfg, num_layers: int) -> tuple[list[bool], int | None]:
     """Which layers use sliding-window attention, following each HF implementation's rule."""
     mt = c.model_type
     window = c.get("sliding_window")
-    if mt in ("llama", "gemma", "opt", "phi", "falcon", "stablelm", "olmoe", "glm4", "ernie4_5", "arcee"):
+    if mt in ("llama", "gemma", "opt", "phi", "falcon", "stablelm", "olmoe", "glm4", "ernie4_5", "arcee", "olmo2",
+              "persimmon"):
         return [False] * num_layers, None
     if mt in ("qwen2", "qwen3", "qwen3_moe") and not c.get("use_sliding_window"):
         window = None
@@ -381,16 +388,26 @@ def model_facts(config: dict) -> ModelFacts:
         dense_mlp_matmul = 2 * H * I
         dense_mlp_other = I + H
         extra_other = 2 * H + V  # final LayerNorm, LM head bias
+    elif mt == "persimmon":
+        I = c.int("intermediate_size")
+        layer_other = q_out + 2 * kv_out + H  # fused query_key_value and dense biases
+        if c.get("qk_layernorm"):
+            layer_other += 2 * 2 * hd  # LayerNorm(head_dim) weight + bias for q and k
+        layer_other += 2 * 2 * H  # input and post-attention LayerNorms
+        dense_mlp_matmul = 2 * H * I  # dense_h_to_4h, dense_4h_to_h (squared ReLU between)
+        dense_mlp_other = I + H
+        extra_other = 2 * H  # final LayerNorm
     else:
         I = c.int("intermediate_size")
         # attention biases
         if mt == "qwen2" or (mt == "glm4" and c.get("attention_bias")):
             layer_other += q_out + 2 * kv_out  # q, k, v biases
-        elif mt in ("llama", "qwen3", "qwen3_moe", "gemma", "gemma2", "gpt_oss", "olmoe", "arcee") and c.get("attention_bias"):
+        elif mt in ("llama", "qwen3", "qwen3_moe", "gemma", "gemma2", "gpt_oss", "olmoe", "arcee", "olmo2") and c.get(
+                "attention_bias"):
             layer_other += q_out + 2 * kv_out + H
         if mt in ("qwen3", "qwen3_moe"):
             layer_other += 2 * hd  # q_norm, k_norm over head_dim
-        if mt == "olmoe":
+        if mt in ("olmoe", "olmo2"):
             layer_other += q_out + kv_out  # q_norm, k_norm over the whole projection
         if mt == "gpt_oss":
             layer_other += nh  # attention sinks
