@@ -39,28 +39,21 @@ def _col(X, name):
     return X[:, P._IDX[name]]
 
 
-def _timed_and_bytes(X):
-    """The bases every variant has: TDP x time bases / batch, and the decode steps' GB."""
-    X = np.atleast_2d(X)
-    timed = P.time_basis(X) * (_col(X, "gpu_tdp_w") / _col(X, "batch_size"))[:, None]
-    return X, timed, _col(X, "decode_bytes_per_prompt") * 1e-9
-
-
 def one_byte_energy(X):
-    X, timed, gb = _timed_and_bytes(X)
-    return np.column_stack([timed, gb])
+    return SHIPPED_BASIS(X)[:, :-1]  # the shipped bases without the expert column
 
 
 def expert_time(X):
-    X, timed, gb = _timed_and_bytes(X)
+    X = np.atleast_2d(X)
     expert_s = _col(X, "decode_expert_bytes_per_prompt") / _col(X, "gpu_bandwidth_bytes_per_s")
-    return np.column_stack([timed, gb, expert_s * _col(X, "gpu_tdp_w")])
+    return np.column_stack([one_byte_energy(X), expert_s * _col(X, "gpu_tdp_w")])
 
 
 def kv_bytes(X):
-    X, timed, gb = _timed_and_bytes(X)
+    X = np.atleast_2d(X)
     kv_gb = _col(X, "decode_kv_bytes_per_prompt") * 1e-9
-    return np.column_stack([timed, gb - kv_gb, kv_gb, _col(X, "decode_expert_bytes_per_prompt") * 1e-9])
+    shipped = SHIPPED_BASIS(X)  # ..., all decode GB, expert GB
+    return np.column_stack([shipped[:, :-2], shipped[:, -2] - kv_gb, kv_gb, shipped[:, -1]])
 
 
 VARIANTS = {"one_byte_energy": one_byte_energy, "expert_bytes": SHIPPED_BASIS, "expert_time": expert_time,

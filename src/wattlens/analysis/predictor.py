@@ -1060,10 +1060,10 @@ def predict_request(config: Mapping[str, Any], req: Request, gpu, bundle: Predic
     f = request_features(config, req, gpu)
     X = np.asarray([[f[k] for k in ALL_FEATURES]])
     p = {k: float(v[0]) for k, v in bundle.predict_features(X).items()}
-    from wattlens.models.arithmetic import SUPPORTED_MODEL_TYPES
+    from wattlens.models.arithmetic import has_formulas
     from wattlens.models.decode_ops import decode_ops
 
-    shapes = "formulas" if config.get("model_type") in SUPPORTED_MODEL_TYPES else "transformers' module (meta device)"
+    shapes = "formulas" if has_formulas(config) else "transformers' module (meta device)"
     return {**p, "energy_batch_j": p["energy_per_prompt_j"] * req.batch_size, "learner": bundle.learner,
             "calibrated": bundle.calibrated, "decode_ops_source": decode_ops(config).source,
             "parameter_counts_from": shapes, "features": f}

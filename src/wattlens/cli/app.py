@@ -370,9 +370,9 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False,
                       f"{r[f'kv_bytes_per_token_at_{ctx}']:,.0f}", f"{r[f'flops_per_token_at_{ctx}'] / 1e9:.2f}",
                       f"{r[f'decode_bytes_per_step_at_{ctx}'] / 1e9:.3f}", r["licence"] or "")
     console.print(table)
-    for line in skipped:
-        from rich.markup import escape
+    from rich.markup import escape
 
+    for line in skipped:
         console.print(f"[yellow]not listed: {escape(line)}[/]")
 
 

@@ -98,6 +98,11 @@ _HF_DEFAULTS: dict[str, dict] = {
 SUPPORTED_MODEL_TYPES = tuple(sorted(_HF_DEFAULTS))
 
 
+def has_formulas(config: dict) -> bool:
+    """Whether `model_facts` counts this config's architecture here, not on transformers' module."""
+    return config.get("model_type") in _HF_DEFAULTS
+
+
 @dataclass(frozen=True)
 class ModelFacts:
     """Shapes and parameter counts of one model, with the cost formulas built on them."""
@@ -296,11 +301,11 @@ def model_facts(config: dict) -> ModelFacts:
     """Compute `ModelFacts` from an HF config dict (as in `ModelSource.config`)."""
     if not isinstance(config, dict):
         raise BadInput(f"model config must be a dict, got {type(config).__name__}")
-    mt = config.get("model_type")
-    if mt not in _HF_DEFAULTS:  # no formulas here: count on transformers' module (needs torch)
+    if not has_formulas(config):  # count on transformers' module (needs torch)
         from wattlens.models.introspect import facts_from_module
 
         return facts_from_module(config)
+    mt = config["model_type"]
     c = _Cfg(config, mt)
     H = c.int("hidden_size")
     L = c.int("num_hidden_layers")
@@ -379,24 +384,16 @@ def model_facts(config: dict) -> ModelFacts:
         layer_other += (1 if c.get("use_parallel_residual") else 2) * 2 * H  # LayerNorms
         dense_mlp_matmul = 3 * H * I
         extra_other = 2 * H  # final LayerNorm
-    elif mt == "phi":
+    elif mt in ("phi", "persimmon"):  # biased projections, LayerNorms, a two-matrix MLP with biases
         I = c.int("intermediate_size")
-        layer_other = q_out + 2 * kv_out + H  # q, k, v, dense biases
+        layer_other = q_out + 2 * kv_out + H  # q, k, v (Persimmon: fused) and dense biases
         if c.get("qk_layernorm"):
             layer_other += 2 * 2 * hd  # LayerNorm(head_dim) weight + bias for q and k
-        layer_other += 2 * H  # one LayerNorm (parallel attention + MLP)
+        # Phi: one LayerNorm (parallel attention + MLP); Persimmon: input and post-attention LayerNorms
+        layer_other += (1 if mt == "phi" else 2) * 2 * H
         dense_mlp_matmul = 2 * H * I
         dense_mlp_other = I + H
-        extra_other = 2 * H + V  # final LayerNorm, LM head bias
-    elif mt == "persimmon":
-        I = c.int("intermediate_size")
-        layer_other = q_out + 2 * kv_out + H  # fused query_key_value and dense biases
-        if c.get("qk_layernorm"):
-            layer_other += 2 * 2 * hd  # LayerNorm(head_dim) weight + bias for q and k
-        layer_other += 2 * 2 * H  # input and post-attention LayerNorms
-        dense_mlp_matmul = 2 * H * I  # dense_h_to_4h, dense_4h_to_h (squared ReLU between)
-        dense_mlp_other = I + H
-        extra_other = 2 * H  # final LayerNorm
+        extra_other = 2 * H + (V if mt == "phi" else 0)  # final LayerNorm; Phi's LM head bias
     else:
         I = c.int("intermediate_size")
         # attention biases
