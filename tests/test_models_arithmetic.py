@@ -62,6 +62,11 @@ VARIANTS = [
     ("starcoder2-3b", (("num_hidden_layers", 2), ("use_bias", False), ("tie_word_embeddings", False))),
     ("olmo-2-7b", (("num_hidden_layers", 2), ("attention_bias", True), ("num_key_value_heads", 8))),
     ("persimmon-8b", (("num_hidden_layers", 2), ("qk_layernorm", False), ("tie_word_embeddings", True))),
+    ("phi-3-mini", (("num_hidden_layers", 2), ("num_key_value_heads", 8), ("tie_word_embeddings", True))),
+    ("qwen1.5-moe-a2.7b", (("num_hidden_layers", 4), ("qkv_bias", False), ("mlp_only_layers", [1]),
+                           ("decoder_sparse_step", 1), ("num_experts_per_tok", 2))),
+    ("helium-1-preview", (("num_hidden_layers", 2), ("attention_bias", True), ("mlp_bias", True),
+                          ("num_key_value_heads", 4))),
 ]
 
 

@@ -123,6 +123,13 @@ FAMILIES_4 = [("glm-4-9b", [{}], None), ("ernie-4.5-0.3b", [{}], None), ("afm-4.
 # LayerNorms, rotary on half of each head, a 262k vocabulary). Their batch-64 / 1000-token points
 # need more than the H100's 80 GB (KV cache of 2000 slots: 67 and 75 GB).
 FAMILIES_5 = [("olmo-2-7b", [{}], None), ("persimmon-8b", [{}], None)]
+# Families-6 tier (session 13): the architectures session 12 named as the next ones, also from
+# transformers' configuration defaults (formulas in `arithmetic`, checked against the module):
+# Phi-3-mini (Llama-like with fused qkv and gate-up projections, MHA; in the Phi family with Phi-2),
+# Qwen1.5-MoE-A2.7B (a fourth MoE architecture: 60 experts, 4 per token, plus a shared expert every
+# token runs; in the Qwen family) and Helium-1 (Kyutai's 2B: MHA with 128-wide heads; a family of
+# its own).
+FAMILIES_6 = [("phi-3-mini", [{}], None), ("qwen1.5-moe-a2.7b", [{}], None), ("helium-1-preview", [{}], None)]
 
 # Mixed tiers: the same ragged batches for every model, one output length. `mixed-graphed` runs them in
 # the training rows' serving mode (the fair Fig. 12 test); `mixed` in static mode (measured on the H100
@@ -252,6 +259,7 @@ def main() -> None:
              ("families-3", sweeps(FAMILIES_3, gens), f"gen {gens}"),
              ("families-4", sweeps(FAMILIES_4, gens), f"gen {gens}"),
              ("families-5", sweeps(FAMILIES_5, gens), f"gen {gens}"),
+             ("families-6", sweeps(FAMILIES_6, gens), f"gen {gens}"),
              ("mixed", mixed_sweeps("static"), f"{ragged}, static"),
              ("mixed-graphed", mixed_sweeps("graphed"), f"{ragged}, graphed")]
     for variant, items, what in tiers:

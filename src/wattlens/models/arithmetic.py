@@ -90,6 +90,17 @@ _HF_DEFAULTS: dict[str, dict] = {
     "persimmon": dict(vocab_size=262144, hidden_size=4096, intermediate_size=16384, num_hidden_layers=36,
                       num_attention_heads=64, tie_word_embeddings=False, qk_layernorm=True,
                       max_position_embeddings=16384),
+    "phi3": dict(vocab_size=32064, hidden_size=3072, intermediate_size=8192, num_hidden_layers=32,
+                 num_attention_heads=32, tie_word_embeddings=False, sliding_window=None,
+                 max_position_embeddings=4096),
+    "helium": dict(vocab_size=48000, hidden_size=2560, intermediate_size=7040, num_hidden_layers=24,
+                   num_attention_heads=20, num_key_value_heads=20, head_dim=128, tie_word_embeddings=False,
+                   attention_bias=False, mlp_bias=False, max_position_embeddings=4096),
+    "qwen2_moe": dict(vocab_size=151936, hidden_size=2048, intermediate_size=5632, num_hidden_layers=24,
+                      num_attention_heads=16, num_key_value_heads=16, tie_word_embeddings=False, qkv_bias=True,
+                      sliding_window=4096, use_sliding_window=False, max_window_layers=28, num_experts=60,
+                      num_experts_per_tok=4, moe_intermediate_size=1408, shared_expert_intermediate_size=5632,
+                      decoder_sparse_step=1, mlp_only_layers=[], max_position_embeddings=32768),
     "starcoder2": dict(vocab_size=49152, hidden_size=3072, intermediate_size=12288, num_hidden_layers=30,
                        num_attention_heads=24, num_key_value_heads=2, tie_word_embeddings=True, use_bias=True,
                        sliding_window=None, max_position_embeddings=4096),
@@ -278,18 +289,18 @@ def _layer_sliding(c: _Cfg, num_layers: int) -> tuple[list[bool], int | None]:
     mt = c.model_type
     window = c.get("sliding_window")
     if mt in ("llama", "gemma", "opt", "phi", "falcon", "stablelm", "olmoe", "glm4", "ernie4_5", "arcee", "olmo2",
-              "persimmon"):
+              "persimmon", "helium"):
         return [False] * num_layers, None
-    if mt in ("qwen2", "qwen3", "qwen3_moe") and not c.get("use_sliding_window"):
+    if mt in ("qwen2", "qwen3", "qwen3_moe", "qwen2_moe") and not c.get("use_sliding_window"):
         window = None
     if not window:
         return [False] * num_layers, None
-    if mt in ("mistral", "mixtral", "qwen3_moe", "starcoder2"):
+    if mt in ("mistral", "mixtral", "qwen3_moe", "starcoder2", "phi3"):
         return [True] * num_layers, window  # the window applies to every layer
     types = c.config.get("layer_types")
     if isinstance(types, list) and len(types) == num_layers:
         flags = [t == "sliding_attention" for t in types]
-    elif mt in ("qwen2", "qwen3"):
+    elif mt in ("qwen2", "qwen3", "qwen2_moe"):
         mwl = c.int("max_window_layers")
         flags = [i >= mwl for i in range(num_layers)]
     else:  # gemma2, gpt_oss: even layers slide
@@ -396,8 +407,11 @@ def model_facts(config: dict) -> ModelFacts:
         extra_other = 2 * H + (V if mt == "phi" else 0)  # final LayerNorm; Phi's LM head bias
     else:
         I = c.int("intermediate_size")
+        if mt == "helium":  # transformers' Helium sizes o_proj hidden x hidden, whatever heads x head_dim is
+            attn_matmul = H * q_out + 2 * H * kv_out + H * H
         # attention biases
-        if mt == "qwen2" or (mt == "glm4" and c.get("attention_bias")):
+        if mt == "qwen2" or (mt in ("glm4", "helium") and c.get("attention_bias")) or (
+                mt == "qwen2_moe" and c.get("qkv_bias")):
             layer_other += q_out + 2 * kv_out  # q, k, v biases
         elif mt in ("llama", "qwen3", "qwen3_moe", "gemma", "gemma2", "gpt_oss", "olmoe", "arcee", "olmo2") and c.get(
                 "attention_bias"):
@@ -411,7 +425,7 @@ def model_facts(config: dict) -> ModelFacts:
         layer_other += (4 if mt in ("gemma2", "glm4") else 2) * H  # RMSNorms per layer
         extra_other = H  # final norm
         dense_mlp_matmul = (2 if mt == "arcee" else 3) * H * I  # Arcee: up and down only (ReLU squared)
-        if mt == "llama" and c.get("mlp_bias"):
+        if mt in ("llama", "helium") and c.get("mlp_bias"):
             dense_mlp_other = 2 * I + H
         elif mt == "arcee" and c.get("mlp_bias"):
             dense_mlp_other = I + H
@@ -424,13 +438,15 @@ def model_facts(config: dict) -> ModelFacts:
             per_expert_matmul = per_expert = 3 * H * I
             router_matmul = H * num_experts
             n_moe = L
-        elif mt == "qwen3_moe":
+        elif mt in ("qwen3_moe", "qwen2_moe"):
             num_experts, experts_per_token = c.int("num_experts"), c.int("num_experts_per_tok")
             step = c.int("decoder_sparse_step") or 1
             mlp_only = set(c.get("mlp_only_layers") or [])
             n_moe = sum(1 for i in range(L) if i not in mlp_only and num_experts > 0 and (i + 1) % step == 0)
             per_expert_matmul = per_expert = 3 * H * c.int("moe_intermediate_size")
             router_matmul = H * num_experts
+            if mt == "qwen2_moe":  # every token also runs a shared expert (a SwiGLU MLP) and its 1-wide gate
+                router_matmul += 3 * H * c.int("shared_expert_intermediate_size") + H
         elif mt == "gpt_oss":
             num_experts = c.int("num_local_experts")
             experts_per_token = c.int("num_experts_per_tok", c.get("experts_per_token"))
