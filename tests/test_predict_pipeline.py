@@ -184,15 +184,19 @@ def test_forest_residual_with_numpy_matches_scikit_learn(data):
 
 
 def test_ensemble_residual_with_numpy_matches_scikit_learn(data):
-    """Each member of the shipped energy residual (forest on the features; extra trees and gradient
+    """Each member the energy residual can have (forest on the features; extra trees and gradient
     boosting on the features plus the regime features) gives scikit-learn's numbers with numpy
-    alone, the residual is their mean, and it survives a JSON round trip."""
+    alone, the residual is their mean, and it survives a JSON round trip; the shipped residual has
+    the extra trees alone."""
     from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor, RandomForestRegressor
 
     _, X, y = data
     physics = P.PhysicsModel().fit(X, y)
     r = np.log(y / physics.predict(X))
-    ours = P.EnsembleResidual(physics.theta, seed=4).fit(X, r)
+    shipped = P.EnsembleResidual(physics.theta, seed=4).fit(X, r)
+    assert set(shipped.members) == set(P.SHIPPED_RESIDUAL_MEMBERS) == {"extra_trees"}
+    ours = P.EnsembleResidual(physics.theta, seed=4, names=("forest", "extra_trees", "boosting")).fit(X, r)
+    assert np.array_equal(ours.member_log_factors(X)["extra_trees"], shipped.log_factor(X))
     leaf, n = P.EnsembleResidual.MIN_SAMPLES_LEAF, P.N_TREES["physics_residual"]
     Z = np.hstack([X, P.regime_features(X, physics.theta)])
     theirs = {
@@ -212,8 +216,11 @@ def test_ensemble_residual_with_numpy_matches_scikit_learn(data):
             want = est.predict(points if name == "forest" else Zp)
             assert np.allclose(members[name], want, rtol=0, atol=1e-9), name
         assert np.allclose(ours.log_factor(points), np.mean(list(members.values()), axis=0))
-    back = P.EnsembleResidual.from_dict(json.loads(json.dumps(ours.to_dict())))
-    assert np.array_equal(back.log_factor(shifted), ours.log_factor(shifted))
+    for residual in (ours, shipped):
+        back = P.EnsembleResidual.from_dict(json.loads(json.dumps(residual.to_dict())))
+        assert np.array_equal(back.log_factor(shifted), residual.log_factor(shifted))
+    with pytest.raises(ValueError, match="choose from"):
+        P.EnsembleResidual(physics.theta, names=("forest", "lasso"))
 
 
 def test_regime_features_are_ratios_that_do_not_grow_with_the_model(data):

@@ -1,4 +1,4 @@
-"""The shipped predictor on architectures measured after it was fitted (session 12; not a fit).
+"""The shipped predictor on architectures measured after it was fitted (sessions 12 and 13; not a fit).
 
 The predictor in `src/wattlens/analysis/data/default_predictor.json` at commit 15abfe3 was fitted on the
 3950-row dataset of session 11, before OLMo-2-7B and Persimmon-8B (campaign tier `families-5`) were
@@ -9,6 +9,13 @@ configuration, GPU, batch and prompt; then the same with the request time.
     git show 15abfe3:src/wattlens/analysis/data/default_predictor.json > /tmp/predictor-15abfe3.json
     PYTHONPATH=src python3 results/predictor/experiments/unseen_families.py /tmp/predictor-15abfe3.json \\
         results/predictor/campaign/store/*-families-5-p*.json.gz > results/predictor/experiments/unseen_families.md
+
+Session 13 did the same for Phi-3-mini, Qwen1.5-MoE-A2.7B and Helium-1 (tier `families-6`) with the
+predictor of 94b936a (fitted on the 4153-row dataset of session 12):
+
+    git show 94b936a:src/wattlens/analysis/data/default_predictor.json > /tmp/predictor-94b936a.json
+    PYTHONPATH=src python3 results/predictor/experiments/unseen_families.py /tmp/predictor-94b936a.json \\
+        results/predictor/campaign/store/*-families-6-p*.json.gz > results/predictor/experiments/unseen_families_6.md
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ def main() -> None:
         return (f"{len(d)} | {d.energy_err.abs().mean() * 100:.2f} | {d.energy_err.mean() * 100:+.1f} | "
                 f"{d.time_err.abs().mean() * 100:.2f} | {d.time_err.mean() * 100:+.1f} | {d.inside.mean() * 100:.0f}%")
 
-    print(f"# The shipped predictor on architectures it never saw (session 12; {bundle.learner}, "
+    print(f"# A shipped predictor on architectures it never saw ({bundle.learner}, "
           f"{bundle.trained_on.get('rows', '?')} training rows)\n")
     print("Made by `results/predictor/experiments/unseen_families.py` (its docstring has the command). Random "
           "weights. Rows at batch >= 8, per-prompt energy and request time; error = predicted / measured - 1; "
@@ -57,6 +64,26 @@ def main() -> None:
     print(f"| all | {summary(df)} |")
     for model, d in df.groupby("model"):
         print(f"| {model} | {summary(d)} |")
+    members = getattr(getattr(bundle.model, "residual", None), "member_log_factors", None)
+    if members is not None and len(bundle.model.residual.members) > 1:
+        # A residual of several members (session 11's mean of three): each member alone and each mean of
+        # some, on the same rows. Sessions 12 and 13 chose the shipped residual by this table.
+        import itertools
+
+        X = P.feature_matrix(df)
+        physics, logs = bundle.model.physics.predict(X), members(X)
+        y = df["energy_per_prompt_j"].to_numpy()
+        print("\nThe residual's members alone and averaged (energy MAPE %, same rows):\n")
+        print("| residual | all | " + " | ".join(sorted(df.model.unique())) + " |")
+        print("|---|---|" + "---|" * df.model.nunique())
+        print("| none (physics alone) | " + " | ".join(
+            f"{np.abs(physics[m] / y[m] - 1).mean() * 100:.2f}"
+            for m in [np.ones(len(df), bool), *[(df.model == x).to_numpy() for x in sorted(df.model.unique())]]) + " |")
+        for k in range(1, len(logs) + 1):
+            for combo in itertools.combinations(logs, k):
+                err = np.abs(physics * np.exp(np.mean([logs[c] for c in combo], axis=0)) / y - 1) * 100
+                per = " | ".join(f"{err[(df.model == x).to_numpy()].mean():.2f}" for x in sorted(df.model.unique()))
+                print(f"| {' + '.join(combo)} | {err.mean():.2f} | {per} |")
     print()
     print("| model | GPU | batch | prompt | n | energy MAPE % | energy mean error % | time MAPE % | time mean error % "
           "| in interval |")

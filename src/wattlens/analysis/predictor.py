@@ -8,7 +8,7 @@ Table III), plus its mixed-size batch validation (its Fig. 12). On top of it:
   prefill roofline time + theta_d x decode roofline time + theta_o x launch-bound time, the
   operators the decode steps run x 2.5 us: `wattlens.models.decode_ops`, + theta_a x the prefill
   operators' traffic time) + theta_b x the bytes the decode steps move, thetas fitted >= 0 on
-  relative error, times a learned multiplicative residual (the mean of three tree ensembles,
+  relative error, times a learned multiplicative residual (extremely randomised trees,
   `EnsembleResidual`). Being made of roofline times, a power scale and an energy per byte, it
   extrapolates to bigger models and other GPUs where trees cannot;
 * validations that hold out what a user will actually ask about: leave-one-architecture-out
@@ -451,52 +451,67 @@ def regime_features(X: np.ndarray, theta: Sequence[float]) -> np.ndarray:
     ])
 
 
-class EnsembleResidual:
-    """exp(the mean of three tree ensembles' predictions of a log residual): the correction the
-    physics + learned residual learner multiplies its physics energy by.
+# The residual's members as shipped (`EnsembleResidual`): the extremely randomised trees alone since
+# session 13, chosen between them and the mean of three by rows measured after both were fixed
+# (results/predictor/README.md, session 13).
+SHIPPED_RESIDUAL_MEMBERS = ("extra_trees",)
 
-    Members: a random forest on the features (the residual shipped until session 11), extremely
-    randomised trees and gradient boosting (depth 3) on the features plus `regime_features`. A
-    held-out architecture is an extrapolation each member gets wrong its own way; their mean was
-    the better guess: leave-one-architecture-out 7.62% -> 6.3%, leave-one-GPU-out 10.1% -> 9.6%
-    (results/predictor/README.md, session 11, with how the members were chosen). Sizes are fixed,
-    not tuned per fold; each member is kept as a `TreeEnsemble`, so prediction needs numpy only.
-    `theta` is the physics fit the residual was learned against (the regime features' shares).
+
+class EnsembleResidual:
+    """exp(the mean of tree ensembles' predictions of a log residual): the correction the physics +
+    learned residual learner multiplies its physics energy by.
+
+    Members it can have: a random forest on the features (the residual shipped until session 11),
+    extremely randomised trees and gradient boosting (depth 3) on the features plus
+    `regime_features`. Session 11 shipped the mean of all three; the extremely randomised trees
+    alone did better on each of the two sets of architectures measured after both were fixed
+    (sessions 12 and 13), so they ship alone (`SHIPPED_RESIDUAL_MEMBERS`; results/predictor/README.md
+    says how). Sizes are fixed, not tuned per fold; each member is kept as a `TreeEnsemble`, so
+    prediction needs numpy only. `theta` is the physics fit the residual was learned against (the
+    regime features' shares).
     """
 
     MIN_SAMPLES_LEAF: ClassVar[dict[str, int]] = {"extra_trees": 10, "boosting": 40}  # forest: `ForestResidual`'s
     BOOSTING_DEPTH, BOOSTING_LEARNING_RATE = 3, 0.05
     WITH_REGIME: ClassVar[dict[str, bool]] = {"forest": False, "extra_trees": True, "boosting": True}
 
-    def __init__(self, theta: Sequence[float], members: Mapping[str, TreeEnsemble] | None = None, seed: int = 0):
+    def __init__(self, theta: Sequence[float], members: Mapping[str, TreeEnsemble] | None = None, seed: int = 0,
+                 names: Sequence[str] = SHIPPED_RESIDUAL_MEMBERS):
         self.theta = np.asarray(theta, float)
         self.members = dict(members or {})
+        self.names = tuple(self.members) if self.members else tuple(names)
+        unknown = set(self.names) - set(self.WITH_REGIME)
+        if not self.names or unknown:
+            raise ValueError(f"residual members {sorted(self.names)}: choose from {sorted(self.WITH_REGIME)}")
         self.seed = seed
 
     def _inputs(self, X) -> dict[str, np.ndarray]:
         """Each member's input rows: the features, with the regime features appended (computed once)."""
         X = np.atleast_2d(np.asarray(X, float))
         with_regime = np.hstack([X, regime_features(X, self.theta)])
-        return {name: with_regime if regime else X for name, regime in self.WITH_REGIME.items()}
+        return {name: with_regime if self.WITH_REGIME[name] else X for name in self.names}
 
-    def fit(self, X, log_residual):
+    def _fit_member(self, name: str, Z: np.ndarray, r: np.ndarray) -> TreeEnsemble:
         from sklearn.ensemble import ExtraTreesRegressor, GradientBoostingRegressor
 
-        r = np.asarray(log_residual, float)
-        inputs = self._inputs(X)
-        extra = ExtraTreesRegressor(n_estimators=N_TREES["physics_residual"],
-                                    min_samples_leaf=self.MIN_SAMPLES_LEAF["extra_trees"], random_state=self.seed,
-                                    n_jobs=-1).fit(inputs["extra_trees"], r)
+        if name == "forest":
+            return ForestResidual(seed=self.seed).fit(Z, r).forest
+        if name == "extra_trees":
+            extra = ExtraTreesRegressor(n_estimators=N_TREES["physics_residual"],
+                                        min_samples_leaf=self.MIN_SAMPLES_LEAF["extra_trees"], random_state=self.seed,
+                                        n_jobs=-1).fit(Z, r)
+            return TreeEnsemble.from_estimators(extra.estimators_, 0.0, 1.0 / len(extra.estimators_))
         boosting = GradientBoostingRegressor(n_estimators=N_TREES["physics_residual_boosting"],
                                              learning_rate=self.BOOSTING_LEARNING_RATE, max_depth=self.BOOSTING_DEPTH,
                                              min_samples_leaf=self.MIN_SAMPLES_LEAF["boosting"], random_state=self.seed)
-        boosting.fit(inputs["boosting"], r)
-        self.members = {
-            "forest": ForestResidual(seed=self.seed).fit(inputs["forest"], r).forest,
-            "extra_trees": TreeEnsemble.from_estimators(extra.estimators_, 0.0, 1.0 / len(extra.estimators_)),
-            "boosting": TreeEnsemble.from_estimators(boosting.estimators_[:, 0],
-                                                     float(np.ravel(boosting.init_.constant_)[0]), boosting.learning_rate),
-        }
+        boosting.fit(Z, r)
+        return TreeEnsemble.from_estimators(boosting.estimators_[:, 0], float(np.ravel(boosting.init_.constant_)[0]),
+                                            boosting.learning_rate)
+
+    def fit(self, X, log_residual):
+        r = np.asarray(log_residual, float)
+        inputs = self._inputs(X)
+        self.members = {name: self._fit_member(name, inputs[name], r) for name in self.names}
         return self
 
     def member_log_factors(self, X) -> dict[str, np.ndarray]:
@@ -516,8 +531,9 @@ class EnsembleResidual:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> EnsembleResidual:
         _check_features(d)
-        if set(d["members"]) != set(cls.WITH_REGIME):
-            raise ValueError(f"its residual has members {sorted(d['members'])}, this version {sorted(cls.WITH_REGIME)}")
+        if not d["members"] or set(d["members"]) - set(cls.WITH_REGIME):
+            raise ValueError(f"its residual has members {sorted(d['members'])}, this version knows "
+                             f"{sorted(cls.WITH_REGIME)}")
         return cls(d["theta"], {name: TreeEnsemble.from_dict(m) for name, m in d["members"].items()})
 
 
