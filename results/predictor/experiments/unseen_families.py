@@ -21,6 +21,7 @@ predictor of 94b936a (fitted on the 4153-row dataset of session 12):
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,26 @@ import pandas as pd
 from wattlens.analysis import predictor as P
 from wattlens.analysis.predict_dataset import DEFAULT_MAX_REL_UNCERTAINTY, rows_from_runs
 from wattlens.store.export import results_from_json
+
+
+def residual_members_table(df: pd.DataFrame, model) -> str:
+    """Energy MAPE of the physics alone, of each residual member alone and of each mean of some, on the
+    rows of `df`, in all and per model: how sessions 12 and 13 chose the shipped residual."""
+    X = P.feature_matrix(df)
+    y = df["energy_per_prompt_j"].to_numpy()
+    physics, logs = model.physics.predict(X), model.residual.member_log_factors(X)
+    masks = {name: (df["model"] == name).to_numpy() for name in sorted(df["model"].unique())}
+
+    def row(label: str, pred: np.ndarray) -> str:
+        err = np.abs(pred / y - 1) * 100
+        return f"| {label} | {err.mean():.2f} | " + " | ".join(f"{err[m].mean():.2f}" for m in masks.values()) + " |"
+
+    lines = ["| residual | all | " + " | ".join(masks) + " |", "|---|---|" + "---|" * len(masks),
+             row("none (physics alone)", physics)]
+    for k in range(1, len(logs) + 1):
+        for combo in itertools.combinations(logs, k):
+            lines.append(row(" + ".join(combo), physics * np.exp(np.mean([logs[c] for c in combo], axis=0))))
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -64,26 +85,10 @@ def main() -> None:
     print(f"| all | {summary(df)} |")
     for model, d in df.groupby("model"):
         print(f"| {model} | {summary(d)} |")
-    members = getattr(getattr(bundle.model, "residual", None), "member_log_factors", None)
-    if members is not None and len(bundle.model.residual.members) > 1:
-        # A residual of several members (session 11's mean of three): each member alone and each mean of
-        # some, on the same rows. Sessions 12 and 13 chose the shipped residual by this table.
-        import itertools
-
-        X = P.feature_matrix(df)
-        physics, logs = bundle.model.physics.predict(X), members(X)
-        y = df["energy_per_prompt_j"].to_numpy()
+    residual = getattr(bundle.model, "residual", None)
+    if isinstance(residual, P.EnsembleResidual) and len(residual.members) > 1:
         print("\nThe residual's members alone and averaged (energy MAPE %, same rows):\n")
-        print("| residual | all | " + " | ".join(sorted(df.model.unique())) + " |")
-        print("|---|---|" + "---|" * df.model.nunique())
-        print("| none (physics alone) | " + " | ".join(
-            f"{np.abs(physics[m] / y[m] - 1).mean() * 100:.2f}"
-            for m in [np.ones(len(df), bool), *[(df.model == x).to_numpy() for x in sorted(df.model.unique())]]) + " |")
-        for k in range(1, len(logs) + 1):
-            for combo in itertools.combinations(logs, k):
-                err = np.abs(physics * np.exp(np.mean([logs[c] for c in combo], axis=0)) / y - 1) * 100
-                per = " | ".join(f"{err[(df.model == x).to_numpy()].mean():.2f}" for x in sorted(df.model.unique()))
-                print(f"| {' + '.join(combo)} | {err.mean():.2f} | {per} |")
+        print(residual_members_table(df, bundle.model))
     print()
     print("| model | GPU | batch | prompt | n | energy MAPE % | energy mean error % | time MAPE % | time mean error % "
           "| in interval |")
