@@ -1,4 +1,4 @@
-"""Which energy bases for the physics fit? (session 12; the `expert_bytes` variant ships)
+"""Which energy bases for the physics fit? (sessions 12 and 13; the `expert_bytes` variant ships)
 
 Every variant keeps the time bases (prefill and decode rooflines, decode operators, prefill operator
 traffic, each x TDP / batch) and the energy per GB the decode steps move; they differ in what is
@@ -15,7 +15,7 @@ The residual (`predictor.EnsembleResidual`) is the shipped one in every variant,
 variant's physics. Scores: leave-one-architecture-out MAPE (batch >= 8, the rows and mode analyse.py
 uses), per family, and a nested version that does not pick on the held-out family: for each held-out
 family F the variant is chosen by an inner leave-one-family-out over the other families, then
-scored on F (each variant is fitted 15 + 105 times).
+scored on F (with n families, each variant is fitted n + n(n-1)/2 times).
 
     PYTHONPATH=src python3 results/predictor/experiments/physics_bases.py \
         --dataset data/predictor/energy_v1.csv > results/predictor/experiments/physics_bases.md
@@ -113,10 +113,10 @@ def main() -> None:
         nested[out] = outer[chosen[fam]][out]
         print(f"nested {fam}: {chosen[fam]} ({time.time() - t0:.0f} s)", file=sys.stderr)
 
-    print(f"# Physics bases compared (session 12; {mode} rows, batch >= {args.min_batch}: {int(scored.sum())} "
+    print(f"# Physics bases compared (made in session 12, re-run in session 13; {mode} rows, batch >= {args.min_batch}: {int(scored.sum())} "
           f"scored rows of {len(y)}, {len(families)} families)\n")
     print("Made by `results/predictor/experiments/physics_bases.py` (its docstring says what each variant is). "
-          "Random weights, as the dataset. The residual is the shipped ensemble in every variant.\n")
+          "Random weights, as the dataset. The residual is the shipped one in every variant.\n")
     print("| variant | LOAO MAPE % | " + " | ".join(families) + " |")
     print("|---|---|" + "---|" * len(families))
     for name, pred in outer.items():
