@@ -37,6 +37,18 @@ def test_fresh_install_predicts_with_shipped_predictor_without_dataset_or_sklear
     assert out.stdout.split() == ["True", "physics_residual", "False", "True"], out.stderr
 
 
+def test_predict_prints_a_bracketed_model_name_as_text(tmp_path):
+    """A config file named 'helium[v2].json' is named so in the output, not read as rich markup."""
+    from wattlens.models.catalog import resolve_model
+
+    config = tmp_path / "helium[v2].json"
+    config.write_text(json.dumps(resolve_model("helium-1-preview").config))
+    result = runner.invoke(app, ["predict", "--model", str(config), "--gpu", "H100", "--input", "100", "--output",
+                                 "100", "--batch", "8"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].startswith("helium[v2] on 1 x"), result.output
+
+
 def test_predict_without_any_predictor_is_labelled_uncalibrated(monkeypatch, tmp_path):
     monkeypatch.setattr(P, "DEFAULT_PREDICTOR", tmp_path / "none.json")
     assert not P.load_bundle().calibrated

@@ -116,7 +116,9 @@ def register(app: typer.Typer) -> None:
             return
         band = "5-95% of out-of-family errors" if bundle.calibrated else "x/÷3, assumed"
         what = f"{len(results)}-request conversation" if conversation else f"input {input_tokens}, output {output_tokens}"
-        _print(f"[bold]{source.name}[/] on {gpus} x {spec.name}, {what}, batch {batch}, {dtype}, {mode}")
+        from rich.markup import escape  # names and notes are text: 'mine[v2].json' keeps its brackets
+
+        _print(f"[bold]{escape(source.name)}[/] on {gpus} x {spec.name}, {what}, batch {batch}, {dtype}, {mode}")
         _print(f"energy per prompt: {total['energy_per_prompt_j']:.1f} J ({total['energy_per_prompt_j'] / 3600:.4f} Wh), "
                f"interval {total['energy_low_j']:.1f} - {total['energy_high_j']:.1f} J ({band})   [GPU energy only]")
         _print(f"time: {total['time_s']:.2f} s (whole batch)")
@@ -124,12 +126,12 @@ def register(app: typer.Typer) -> None:
             _print(f"carbon: {doc['carbon_gco2']:.3f} gCO2e at {grid_gco2_per_kwh:g} gCO2e/kWh "
                    f"(interval {doc['carbon_low_gco2']:.3f} - {doc['carbon_high_gco2']:.3f})")
         if results[0]["parameter_counts_from"] != "formulas":
-            _print(f"[yellow]note: model_type {source.config.get('model_type')!r} has no formulas in wattlens; its "
+            _print(f"[yellow]note: model_type {escape(repr(source.config.get('model_type')))} has no formulas in wattlens; its "
                    "parameter counts were read from transformers' implementation built on the meta device "
                    "(wattlens.models.introspect).[/]")
         ops_source = results[0]["decode_ops_source"]
         if ops_source != "table":
-            _print(f"[yellow]note: operators per decode step of this architecture: {ops_source} (not in the shipped "
+            _print(f"[yellow]note: operators per decode step of this architecture: {escape(ops_source)} (not in the shipped "
                    "table, wattlens/models/data/decode_ops.json).[/]")
         if bundle.calibrated:
             _print(f"learner: {bundle.learner} (trained on {bundle.trained_on.get('rows', '?')} measured rows)")
