@@ -21,6 +21,7 @@ median stands in, and `DecodeOps.source` says so.
 
 from __future__ import annotations
 
+import copy
 import json
 import statistics
 from collections.abc import Mapping
@@ -49,7 +50,7 @@ class DecodeOps:
 
 def _toy_config(config: Mapping[str, Any], layers: int) -> dict:
     """The same architecture at toy widths: operator counts follow structure, not sizes."""
-    c = dict(config)
+    c = copy.deepcopy(dict(config))  # transformers edits nested dicts (rope_scaling) in place
     heads = int(c.get("num_attention_heads") or 8)
     group = max(1, heads // int(c.get("num_key_value_heads") or heads))
     c.update(num_attention_heads=2 * group, num_key_value_heads=2, vocab_size=512)

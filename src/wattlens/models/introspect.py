@@ -20,6 +20,7 @@ and transformers (`pip install 'wattlens[hf]'`).
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
@@ -81,7 +82,7 @@ def build_on_meta(config: dict[str, Any]):
     except ImportError as e:
         raise BadInput(f"model_type {config.get('model_type')!r} has no formulas in wattlens; reading its shapes "
                        f"from transformers needs torch and transformers (pip install 'wattlens[hf]'): {e}") from e
-    c = dict(config)
+    c = copy.deepcopy(dict(config))  # transformers edits nested dicts (rope_scaling) in place
     model_type = c.pop("model_type", None)
     c.pop("quantization_config", None)
     try:
