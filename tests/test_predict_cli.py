@@ -49,6 +49,26 @@ def test_predict_prints_a_bracketed_model_name_as_text(tmp_path):
     assert result.output.splitlines()[0].startswith("helium[v2] on 1 x"), result.output
 
 
+def test_predict_says_when_a_decode_steps_gemms_are_estimated(tmp_path):
+    """Measured GEMMs for a catalog model on an H100; a width the table lacks, or a GPU it lacks, is
+    estimated and the output says so."""
+    from wattlens.models.catalog import resolve_model
+
+    def notes(model, gpu):
+        r = runner.invoke(app, ["predict", "--model", model, "--gpu", gpu, "--input", "100", "--output", "100",
+                                "--batch", "8"])
+        assert r.exit_code == 0, r.output
+        return [line for line in r.output.splitlines() if "GEMMs of a decode step" in line]
+
+    assert notes("llama-3.2-1b", "H100") == []
+    wider = tmp_path / "wider.json"
+    wider.write_text(json.dumps({**resolve_model("llama-3.2-1b").config, "intermediate_size": 8000}))
+    (note,) = notes(str(wider), "H100")
+    assert "estimated for 48 of 113 Linears (fitted to NVIDIA H100 SXM 80GB's table)" in note
+    (note,) = notes("llama-3.2-1b", "A100 80GB")
+    assert "estimated for 113 of 113 Linears (scaled by HBM bandwidth from" in note
+
+
 def test_predict_without_any_predictor_is_labelled_uncalibrated(monkeypatch, tmp_path):
     monkeypatch.setattr(P, "DEFAULT_PREDICTOR", tmp_path / "none.json")
     assert not P.load_bundle().calibrated
@@ -107,7 +127,7 @@ def test_train_then_predict_with_fitted_model(tmp_path, monkeypatch):
     from test_predict_pipeline import synthetic_frame
 
     df, X, y = synthetic_frame(seed=3)
-    df["time_s"] = P.time_basis(X) @ np.array([2.0, 1.5, 1.0, 3.0])
+    df["time_s"] = P.time_basis(X) @ np.array([2.0, 1.0, 1.5, 1.2, 1.5, 3.0])
     df.to_csv(tmp_path / "d.csv", index=False)
     r = runner.invoke(app, ["train", "--dataset", str(tmp_path / "d.csv"), "--learner", "physics",
                             "--out", str(tmp_path / "p.pkl")])

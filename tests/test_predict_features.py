@@ -2,7 +2,7 @@
 
 import pytest
 
-from wattlens.analysis.predict_features import ALL_FEATURES, Request, kv_token_layers_sum, request_features
+from wattlens.analysis.predict_features import ALL_FEATURES, Request, kv_token_layers_sum, request_features, step_gemms
 from wattlens.core.errors import BadInput
 from wattlens.hw.specs import gpu_spec_by_name
 from wattlens.models.arithmetic import model_facts
@@ -44,8 +44,12 @@ def test_dense_by_hand():
     assert f["prefill_roofline_s"] == pytest.approx(2 * 1_679_360 / 989.5e12)
     assert f["decode_roofline_s"] == pytest.approx((4 * 177_536 + 51_200) / 3350e9)
     assert f["decode_steps"] == 4 and f["layer_steps"] == 8
-    # operators per decode step of a llama layer (shipped table): 40 per layer + 23 -> 103 per step
-    assert f["decode_kernels"] == 4 * 103
+    # kernels per decode step: the operators of a llama layer (shipped table) 40 per layer + 23 -> 103, plus
+    # the reduce kernels of split GEMMs (GEMM table); 7 Linears per layer + the LM head -> 15 per step
+    gemms = step_gemms(DENSE, model_facts(DENSE), REQ, H100)
+    assert gemms.linears == 15 and f["decode_linears"] == 4 * 15
+    assert f["decode_kernels"] == pytest.approx(4 * (103 + gemms.extra_kernels))
+    assert f["decode_gemm_s"] == pytest.approx(4 * gemms.seconds)
     # prefill operator traffic: 10 tokens x 103 operators x 64 wide x 2 B per prompt; batch of 2 at 3.35 TB/s
     assert f["prefill_operator_bytes_per_prompt"] == 10 * 103 * 64 * 2
     assert f["prefill_operator_s"] == pytest.approx(2 * 131_840 / 3350e9)

@@ -255,12 +255,14 @@ def test_time_model_learns_a_residual_the_roofline_basis_misses(tmp_path, data):
     through JSON, and a predictor saved before it existed (no `time_residual`) still loads."""
     df, X, y = data
     batch = X[:, ALL_FEATURES.index("batch_size")]
-    time_s = (P.time_basis(X) @ np.array([2.0, 1.5, 1.0, 3.0])) * batch ** 0.15
+    time_s = (P.time_basis(X) @ np.array([2.0, 1.0, 1.5, 1.2, 1.5, 3.0])) * batch ** 0.15
     b = P.fit_bundle(X, y, "physics_linear", groups=df["family"], time_s=time_s)
     assert b.time_residual is not None
     plain = P.TimeModel(b.time_theta).predict(X)  # the NNLS part alone
     fitted = b.predict_features(X)["time_s"]
-    assert np.mean(np.abs(fitted / time_s - 1)) < 0.5 * np.mean(np.abs(plain / time_s - 1))
+    # the KV-byte basis grows with the batch and absorbs part of the factor (its theta comes out ~4x
+    # too high), so the residual has less left to recover than the whole factor
+    assert np.mean(np.abs(fitted / time_s - 1)) < 0.6 * np.mean(np.abs(plain / time_s - 1))
     P.save_bundle(b, tmp_path / "p.json")
     assert np.allclose(P.load_bundle(tmp_path / "p.json").predict_features(X[:5])["time_s"], fitted[:5])
     doc = json.loads((tmp_path / "p.json").read_text())

@@ -19,8 +19,11 @@ batch), decode_kv_bytes_per_prompt (its KV-cache part) and decode_expert_bytes_p
 routed-expert weights part; 0 for dense models), prefill_roofline_s and
 decode_roofline_s (whole batch: FLOP-bound prefill, max of the bandwidth and FLOP bounds summed
 over decode steps), decode_steps, layer_steps (decode steps x
-layers, a proxy for launch-bound time), decode_kernels (decode steps x operators per step,
-`wattlens.models.decode_ops`), kv_bytes_held_per_prompt (cache at the last token), and the
+layers, a proxy for launch-bound time), decode_kernels (decode steps x kernels per step: the
+operators `wattlens.models.decode_ops` counts, plus the reduce kernels cuBLAS adds to split GEMMs,
+from the per-GPU GEMM table `wattlens.hw.gemm_table`), decode_linears (decode steps x Linear calls
+per step) and decode_gemm_s (whole batch: those Linears' time per step in the GEMM table, x decode
+steps; shapes from `wattlens.models.decode_gemms`), kv_bytes_held_per_prompt (cache at the last token), and the
 prefill's operator traffic: prefill_operator_bytes_per_prompt (input tokens x operators per step x
 hidden size x dtype bytes: each operator of the prefill reads or writes about one hidden-wide row
 per token; norms, rotary, activations and MoE dispatch are bandwidth-bound and took 20-70% of an
@@ -41,8 +44,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from wattlens.core.errors import BadInput
+from wattlens.hw.gemm_table import DecodeGemms, decode_gemms, decode_gemms_without_shapes
 from wattlens.hw.specs import GPUSpec
 from wattlens.models.arithmetic import ModelFacts, model_facts
+from wattlens.models.decode_gemms import decode_linear_shapes
 from wattlens.models.decode_ops import decode_ops
 
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
@@ -59,7 +64,8 @@ INFRA_FEATURES = ("gpu_memory_bytes", "gpu_bandwidth_bytes_per_s", "gpu_count", 
 PHYSICS_FEATURES = ("prefill_flops_per_prompt", "decode_flops_per_prompt", "decode_bytes_per_prompt",
                     "prefill_roofline_s", "decode_roofline_s", "decode_steps", "layer_steps",
                     "decode_kernels", "kv_bytes_held_per_prompt", "prefill_operator_bytes_per_prompt",
-                    "prefill_operator_s", "decode_kv_bytes_per_prompt", "decode_expert_bytes_per_prompt")
+                    "prefill_operator_s", "decode_kv_bytes_per_prompt", "decode_expert_bytes_per_prompt",
+                    "decode_linears", "decode_gemm_s")
 TABLE_V_FEATURES = INFERENCE_FEATURES + MODEL_FEATURES + INFRA_FEATURES
 ALL_FEATURES = TABLE_V_FEATURES + PHYSICS_FEATURES
 
@@ -163,7 +169,21 @@ def _flops_per_s(gpu: GPUSpec, dtype: str) -> float:
     return gpu.fp16_bf16_dense_flops_per_s
 
 
-def physics_features(facts: ModelFacts, req: Request, gpu: GPUSpec, ops_per_step: int) -> dict[str, float]:
+def step_gemms(config: Mapping[str, Any], facts: ModelFacts, req: Request, gpu: GPUSpec) -> DecodeGemms:
+    """The Linears of one decode step of this request, looked up in the GEMM table. Without torch the
+    shapes cannot be read: 7 Linears per layer (4 attention, 3 MLP) + the LM head, moving the weights
+    a token multiplies by other than routed experts', stand in."""
+    shapes = decode_linear_shapes(config)
+    nbytes = DTYPE_BYTES[req.dtype]
+    if isinstance(shapes, str):
+        routed = facts.experts_per_token * facts.params_per_expert * facts.n_moe_layers
+        return decode_gemms_without_shapes(7 * facts.num_layers + 1, (facts.matmul_params_active - routed) * nbytes,
+                                           gpu.name, gpu.memory_bandwidth_bytes_per_s, req.batch_size, shapes)
+    return decode_gemms(shapes, gpu.name, gpu.memory_bandwidth_bytes_per_s, req.batch_size, nbytes)
+
+
+def physics_features(facts: ModelFacts, req: Request, gpu: GPUSpec, ops_per_step: int,
+                     gemms: DecodeGemms) -> dict[str, float]:
     """FLOPs, bytes and roofline times of one request (see the module docstring)."""
     b, n_in, n_out = req.batch_size, req.input_tokens, req.output_tokens
     nbytes = DTYPE_BYTES[req.dtype]
@@ -192,12 +212,15 @@ def physics_features(facts: ModelFacts, req: Request, gpu: GPUSpec, ops_per_step
         "decode_roofline_s": decode_roofline,
         "decode_steps": float(steps),
         "layer_steps": float(steps * facts.num_layers),
-        "decode_kernels": float(steps * ops_per_step),
+        "decode_kernels": float(steps * (ops_per_step + gemms.extra_kernels)),
         "kv_bytes_held_per_prompt": float(facts.kv_cache_bytes(n_in + n_out - 1, nbytes)),
         "prefill_operator_bytes_per_prompt": float(prefill_operator_bytes),
         "prefill_operator_s": b * prefill_operator_bytes / bw,
         "decode_kv_bytes_per_prompt": float(kv_slot_bytes * kv_sum),
         "decode_expert_bytes_per_prompt": steps * facts.decode_expert_bytes_per_step(b, nbytes) / b,
+        "decode_linears": float(steps * gemms.linears),
+        # tensor parallel: each GPU multiplies its slice of every weight
+        "decode_gemm_s": steps * gemms.seconds / req.gpu_count,
     }
 
 
@@ -245,5 +268,6 @@ def request_features(config: Mapping[str, Any], req: Request, gpu: GPUSpec,
         "gpu_cuda_cores": (gpu.cuda_cores or 0) * req.gpu_count,
         "gpu_free_memory_bytes": total_memory - vram,
     }
-    out.update(physics_features(facts, req, gpu, decode_ops(config).per_step(facts.num_layers)))
+    out.update(physics_features(facts, req, gpu, decode_ops(config).per_step(facts.num_layers),
+                                step_gemms(config, facts, req, gpu)))
     return {k: float(out[k]) for k in ALL_FEATURES}

@@ -6,7 +6,8 @@ Table III), plus its mixed-size batch validation (its Fig. 12). On top of it:
 
 * physics features (`predict_features`) and a physics-informed model: energy = TDP x (theta_p x
   prefill roofline time + theta_d x decode roofline time + theta_o x launch-bound time, the
-  operators the decode steps run x 2.5 us: `wattlens.models.decode_ops`, + theta_a x the prefill
+  kernels the decode steps run x 2.5 us: `wattlens.models.decode_ops` plus cuBLAS's split-GEMM
+  reduces from `wattlens.hw.gemm_table`, + theta_a x the prefill
   operators' traffic time) + theta_b x the bytes the decode steps move, thetas fitted >= 0 on
   relative error, times a learned multiplicative residual (extremely randomised trees,
   `EnsembleResidual`). Being made of roofline times, a power scale and an energy per byte, it
@@ -243,22 +244,47 @@ class _LogTarget:
 # no extra energy for a routed expert's byte over any other weight byte.
 # They are round engineering guesses, stated so, with a wide interval.
 UNCALIBRATED_THETA = (1.8, 0.67, 0.3, 0.6, 0.1, 0.0)
-# s per roofline s (prefill, decode), per KERNEL_S operator, per s of prefill operator traffic
-UNCALIBRATED_TIME_THETA = (2.0, 1.0 / 0.6, 1.0, 1.0)
+# s per: prefill roofline s, s of the decode Linears in the GEMM table, KERNEL_S per other decode
+# kernel, s of KV-cache and of routed-expert bytes at HBM bandwidth (read at 60% of it), s of prefill
+# operator traffic
+UNCALIBRATED_TIME_THETA = (2.0, 1.0, 1.0, 1.0 / 0.6, 1.0 / 0.6, 1.0)
 UNCALIBRATED_LOG_INTERVAL = (-math.log(3.0), math.log(3.0))  # x/÷ 3
 KERNEL_S = 2.5e-6  # the launch-bound basis unit: 0.1 ms per Llama layer-step of 40 operators
 
 
 def time_basis(X: np.ndarray) -> np.ndarray:
-    """Request time bases in seconds: prefill roofline, decode roofline, launch-bound floor (decode
-    kernels x `KERNEL_S`), prefill operator traffic (`predict_features.prefill_operator_s`)."""
+    """Request time bases in seconds: the prefill roofline; the decode steps taken apart into the
+    measured time of their Linears (`decode_gemm_s`, from the per-GPU GEMM table), their other kernels
+    x `KERNEL_S` (norms, rotary, attention, reduces of split GEMMs ...), the KV cache's bytes and the
+    routed experts' bytes at HBM bandwidth; the prefill operators' traffic
+    (`predict_features.prefill_operator_s`).
+
+    Why apart: the decode roofline charges every byte at full bandwidth, but a decode step's small
+    GEMMs reach a fifth to four fifths of it (a 1024 x 3072 GEMM 0.7 TB/s on an H100, an 8192 x 3072
+    one 2.4). With the table, leave-one-architecture-out request time went from 6.84% to 5.49% off
+    (results/predictor/experiments/gemm_table.md).
+    """
+    X = np.atleast_2d(X)
+    batch_over_bw = X[:, _IDX["batch_size"]] / X[:, _IDX["gpu_bandwidth_bytes_per_s"]]
+    other_kernels = np.maximum(X[:, _IDX["decode_kernels"]] - X[:, _IDX["decode_linears"]], 0.0)
+    return np.column_stack([X[:, _IDX["prefill_roofline_s"]], X[:, _IDX["decode_gemm_s"]], other_kernels * KERNEL_S,
+                            X[:, _IDX["decode_kv_bytes_per_prompt"]] * batch_over_bw,
+                            X[:, _IDX["decode_expert_bytes_per_prompt"]] * batch_over_bw,
+                            X[:, _IDX["prefill_operator_s"]]])
+
+
+def energy_time_bases(X: np.ndarray) -> np.ndarray:
+    """The times the energy's power terms multiply, in seconds: prefill roofline, decode roofline,
+    the decode kernels x `KERNEL_S`, prefill operator traffic. Not `time_basis`: taking the decode
+    step apart helped the held-out time but not the held-out energy (6.06% against 5.78%,
+    results/predictor/experiments/gemm_table.md)."""
     X = np.atleast_2d(X)
     return np.column_stack([X[:, _IDX["prefill_roofline_s"]], X[:, _IDX["decode_roofline_s"]],
                             X[:, _IDX["decode_kernels"]] * KERNEL_S, X[:, _IDX["prefill_operator_s"]]])
 
 
 def physics_basis(X: np.ndarray) -> np.ndarray:
-    """Per-prompt energy bases in joules: TDP x `time_basis` / batch, the GB the decode steps move,
+    """Per-prompt energy bases in joules: TDP x `energy_time_bases` / batch, the GB the decode steps move,
     and the GB of routed-expert weights among them (an extra energy per expert byte).
 
     The bytes basis is an energy per byte, not a power over the bandwidth time: the H100 and the
@@ -273,7 +299,7 @@ def physics_basis(X: np.ndarray) -> np.ndarray:
     grouped_mm) also route, sort and gather the tokens around one grouped GEMM over the experts read.
     """
     X = np.atleast_2d(X)
-    timed = time_basis(X) * (X[:, _IDX["gpu_tdp_w"]] / X[:, _IDX["batch_size"]])[:, None]
+    timed = energy_time_bases(X) * (X[:, _IDX["gpu_tdp_w"]] / X[:, _IDX["batch_size"]])[:, None]
     return np.column_stack([timed, X[:, _IDX["decode_bytes_per_prompt"]] * 1e-9,
                             X[:, _IDX["decode_expert_bytes_per_prompt"]] * 1e-9])
 
@@ -1076,10 +1102,12 @@ def predict_request(config: Mapping[str, Any], req: Request, gpu, bundle: Predic
     f = request_features(config, req, gpu)
     X = np.asarray([[f[k] for k in ALL_FEATURES]])
     p = {k: float(v[0]) for k, v in bundle.predict_features(X).items()}
-    from wattlens.models.arithmetic import has_formulas
+    from wattlens.analysis.predict_features import step_gemms
+    from wattlens.models.arithmetic import has_formulas, model_facts
     from wattlens.models.decode_ops import decode_ops
 
     shapes = "formulas" if has_formulas(config) else "transformers' module (meta device)"
     return {**p, "energy_batch_j": p["energy_per_prompt_j"] * req.batch_size, "learner": bundle.learner,
             "calibrated": bundle.calibrated, "decode_ops_source": decode_ops(config).source,
+            "decode_gemms_source": step_gemms(config, model_facts(dict(config)), req, gpu).source,
             "parameter_counts_from": shapes, "features": f}

@@ -133,6 +133,10 @@ def register(app: typer.Typer) -> None:
         if ops_source != "table":
             _print(f"[yellow]note: operators per decode step of this architecture: {escape(ops_source)} (not in the shipped "
                    "table, wattlens/models/data/decode_ops.json).[/]")
+        gemms_source = results[0]["decode_gemms_source"]
+        if gemms_source != "measured":
+            _print(f"[yellow]note: GEMMs of a decode step on {escape(spec.name)}: {escape(gemms_source)}; measure them "
+                   "with python -m wattlens.hw.gemm_table (wattlens/hw/data/gemm_decode.csv).[/]")
         if bundle.calibrated:
             _print(f"learner: {bundle.learner} (trained on {bundle.trained_on.get('rows', '?')} measured rows)")
             trained_modes = bundle.trained_on.get("modes")
