@@ -129,6 +129,17 @@ def test_measuring_needs_a_gpu():
         next(G.measure([(4, 4, False)], progress=False))
 
 
+def test_the_command_without_a_gpu_leaves_no_empty_csv(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    (tmp_path / "shapes.json").write_text("[[64, 64, false]]")
+    with pytest.raises(SystemExit, match="CUDA"):
+        G.main(["--shapes", str(tmp_path / "shapes.json"), "--out", str(tmp_path / "gemm.csv")])
+    assert not (tmp_path / "gemm.csv").exists()
+
+
 def test_reading_shapes_leaves_the_callers_config_as_it_was():
     """transformers adds keys to nested dicts (Llama-3.1's rope_scaling) of the config it is given."""
     import copy

@@ -285,6 +285,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--rows", default=",".join(map(str, ROWS)), help="row counts (batch sizes), comma-separated")
     p.add_argument("--out", required=True, help="CSV to write")
     a = p.parse_args(argv)
+    import torch
+
+    if not torch.cuda.is_available():  # before the CSV is opened, so no empty file is left behind
+        raise SystemExit("gemm_table needs a CUDA GPU")
     shapes = [tuple(s) for s in json.loads(Path(a.shapes).read_text())]
     n = write_csv(measure(shapes, [int(r) for r in a.rows.split(",")]), a.out)
     print(f"wrote {n} rows to {a.out}")
