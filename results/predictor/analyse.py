@@ -117,11 +117,14 @@ def time_validation(df: pd.DataFrame, X: np.ndarray, big: np.ndarray, out: Path)
     NNLS fit on the time bases alone and with the residual the shipped learner's time model carries."""
     t = df["time_s"].to_numpy(float)
     lines = ["# Request time (whole batch, s), held out", "",
-             "The time model `wattlens predict` prints: non-negative fit of the prefill-roofline, decode-roofline, "
-             "decode-operator (launch-bound) and prefill-operator-traffic bases, times a residual of the shipped learner's kind (a forest "
-             "for physics + learned residual, else a ridge regression) of the log residual (`TimeModel`). Rows "
-             "with batch >= 8.", "",
-             "| validation | roofline bases alone, MAPE % | with the residual (shipped), MAPE % | n |", "|---|---|---|---|"]
+             "The time model `wattlens predict` prints: non-negative fit of the time bases (`predictor.time_basis`: "
+             "prefill roofline; the decode steps' Linears at their measured GEMM time (the per-GPU GEMM table), their "
+             "other kernels x 2.5 us, KV-cache and routed-expert bytes at HBM bandwidth; prefill operator traffic), "
+             "times a residual of the shipped learner's kind (a forest for physics + learned residual, else a ridge "
+             "regression) of the log residual (`TimeModel`). Rows with batch >= 8. Before session 14 the decode "
+             "bases were the decode roofline and the CPU operator count: 7.99 / 6.84% LOAO, 9.53 / 8.22% LOGO "
+             "(`experiments/gemm_table.md`).", "",
+             "| validation | time bases alone, MAPE % | with the residual (shipped), MAPE % | n |", "|---|---|---|---|"]
     for label, col in (("LOAO", "family"), ("LOGO", "gpu_name")):
         if df[col].nunique() < 2:
             continue

@@ -113,7 +113,7 @@ def main() -> None:
         nested[out] = outer[chosen[fam]][out]
         print(f"nested {fam}: {chosen[fam]} ({time.time() - t0:.0f} s)", file=sys.stderr)
 
-    print(f"# Physics bases compared (made in session 12, re-run in session 13; {mode} rows, batch >= {args.min_batch}: {int(scored.sum())} "
+    print(f"# Physics bases compared (made in session 12, re-run in sessions 13 and 14; {mode} rows, batch >= {args.min_batch}: {int(scored.sum())} "
           f"scored rows of {len(y)}, {len(families)} families)\n")
     print("Made by `results/predictor/experiments/physics_bases.py` (its docstring says what each variant is). "
           "Random weights, as the dataset. The residual is the shipped one in every variant.\n")

@@ -140,7 +140,7 @@ def main() -> None:
             pred[rows_of[f]] = loao[chosen[f]][rows_of[f]]
         return mape(pred, scored), chosen
 
-    print("# Residual learners compared (made in session 11, re-run in session 13; random weights)\n")
+    print("# Residual learners compared (made in session 11, re-run in sessions 13 and 14; random weights)\n")
     print(f"Dataset `{a.dataset}`, mode {mode}, {len(y)} rows ({int(scored.sum())} with batch >= 8, scored), "
           f"{len(families)} families; physics fit unchanged, seed {SEED}. Made by "
           "`results/predictor/experiments/residual_ensemble.py` (its docstring says what each candidate is).\n")

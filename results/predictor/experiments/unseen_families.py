@@ -16,6 +16,12 @@ predictor of 94b936a (fitted on the 4153-row dataset of session 12):
     git show 94b936a:src/wattlens/analysis/data/default_predictor.json > /tmp/predictor-94b936a.json
     PYTHONPATH=src python3 results/predictor/experiments/unseen_families.py /tmp/predictor-94b936a.json \\
         results/predictor/campaign/store/*-families-6-p*.json.gz > results/predictor/experiments/unseen_families_6.md
+
+A predictor runs only with the features it was fitted on. Session 14 added two (the decode steps'
+Linears and their GEMM time) and changed the time bases, so both commands above now run in a
+checkout of 22807f3, the last commit with the older features (`git worktree add /tmp/wl-22807f3
+22807f3`, then the commands there with this repository's store paths); there they reproduce both
+reports byte for byte.
 """
 
 from __future__ import annotations
