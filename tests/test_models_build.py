@@ -228,3 +228,16 @@ def test_pretrained_folder_round_trip(torch, tmp_path):
     a = random_model.model.layers[0].mlp.up_proj.weight
     b = loaded.model.layers[0].mlp.up_proj.weight
     assert torch.equal(a.to(torch.bfloat16), b)
+
+
+def test_transformers_config_leaves_the_callers_config_as_it_was():
+    """transformers adds `rope_theta` to Llama-3.1's `rope_scaling` dict; the source's config keeps its own."""
+    import copy
+
+    from wattlens.models.build import hf_config
+
+    source = resolve_model("llama-3.1-8b")
+    before = copy.deepcopy(source.config)
+    conf = hf_config(source)
+    assert source.config == before
+    assert conf.rope_parameters["rope_type"] == "llama3"

@@ -7,8 +7,10 @@ first): a 32B model then builds in seconds on an H100 instead of minutes of CPU 
 
 from __future__ import annotations
 
+import copy
 import warnings
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from wattlens.core.errors import BadInput
 
@@ -51,14 +53,20 @@ def describe_weights(source: ModelSource) -> str:
     return f"weights: {source.weights}"
 
 
-def hf_config(source: ModelSource):
-    """The transformers config object for `source.config` (imports transformers)."""
+def transformers_config(config: Mapping[str, Any]):
+    """transformers' config object for an HF config dict (imports transformers). The dict is copied
+    deeply first: transformers edits nested dicts in place (Llama-3.1's `rope_scaling` gains
+    `rope_theta`), which would change the caller's config, and with it every hash of it."""
     from transformers import AutoConfig
 
-    config = dict(source.config)
-    model_type = config.pop("model_type")
+    c = copy.deepcopy(dict(config))
+    return AutoConfig.for_model(c.pop("model_type", None), **c)
+
+
+def hf_config(source: ModelSource):
+    """The transformers config object for `source.config` (imports transformers)."""
     try:
-        return AutoConfig.for_model(model_type, **config)
+        return transformers_config(source.config)
     except Exception as exc:  # noqa: BLE001 - HF raises ValueError or its own validation errors
         raise BadInput(f"model {source.name!r}: transformers rejects its config: {exc}") from None
 

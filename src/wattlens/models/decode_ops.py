@@ -21,7 +21,6 @@ median stands in, and `DecodeOps.source` says so.
 
 from __future__ import annotations
 
-import copy
 import json
 import statistics
 from collections.abc import Mapping
@@ -50,7 +49,7 @@ class DecodeOps:
 
 def _toy_config(config: Mapping[str, Any], layers: int) -> dict:
     """The same architecture at toy widths: operator counts follow structure, not sizes."""
-    c = copy.deepcopy(dict(config))  # transformers edits nested dicts (rope_scaling) in place
+    c = dict(config)
     heads = int(c.get("num_attention_heads") or 8)
     group = max(1, heads // int(c.get("num_key_value_heads") or heads))
     c.update(num_attention_heads=2 * group, num_key_value_heads=2, vocab_size=512)
@@ -73,7 +72,9 @@ def _toy_config(config: Mapping[str, Any], layers: int) -> dict:
 def _ops_in_one_decode_step(config: Mapping[str, Any], layers: int) -> int:
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
+
+    from wattlens.models.build import transformers_config
 
     class CountOps(TorchDispatchMode):
         def __init__(self):
@@ -85,8 +86,7 @@ def _ops_in_one_decode_step(config: Mapping[str, Any], layers: int) -> int:
                 self.n += 1
             return func(*args, **(kwargs or {}))
 
-    c = _toy_config(config, layers)
-    conf = AutoConfig.for_model(c.pop("model_type"), **c)
+    conf = transformers_config(_toy_config(config, layers))
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(conf, dtype=torch.float32).eval()
     with torch.inference_mode():

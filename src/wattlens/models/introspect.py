@@ -20,12 +20,12 @@ and transformers (`pip install 'wattlens[hf]'`).
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any
 
 from wattlens.core.errors import BadInput
 from wattlens.models.arithmetic import ModelFacts
+from wattlens.models.build import transformers_config
 
 _EXPERT_COUNT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts")
 _EXPERTS_PER_TOKEN_KEYS = ("num_experts_per_tok", "experts_per_token", "moe_topk", "top_k")
@@ -78,15 +78,15 @@ def build_on_meta(config: dict[str, Any]):
     """(HF config object, causal-LM model on the meta device) for a config dict."""
     try:
         import torch
-        from transformers import AutoConfig, AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM
     except ImportError as e:
         raise BadInput(f"model_type {config.get('model_type')!r} has no formulas in wattlens; reading its shapes "
                        f"from transformers needs torch and transformers (pip install 'wattlens[hf]'): {e}") from e
-    c = copy.deepcopy(dict(config))  # transformers edits nested dicts (rope_scaling) in place
-    model_type = c.pop("model_type", None)
+    c = dict(config)
+    model_type = c.get("model_type")
     c.pop("quantization_config", None)
     try:
-        conf = AutoConfig.for_model(model_type, **c)
+        conf = transformers_config(c)
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(conf)
     except Exception as e:  # noqa: BLE001 - any failure to build means: not a causal LM transformers knows
