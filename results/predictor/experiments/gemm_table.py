@@ -50,11 +50,6 @@ def _col(X, name):
     return X[:, P._IDX[name]]
 
 
-def roofline_time_basis(X):
-    """Session 13's time bases (`energy_time_bases` is the same four)."""
-    return P.energy_time_bases(X)
-
-
 def gemm_energy_basis(X):
     X = np.atleast_2d(X)
     per_prompt_w = _col(X, "gpu_tdp_w") / _col(X, "batch_size")
@@ -63,7 +58,8 @@ def gemm_energy_basis(X):
     return np.column_stack([SHIPPED_TIME(X) * per_prompt_w[:, None], gb_moved, expert_gb])
 
 
-BASES = {"cpu_ops": (roofline_time_basis, SHIPPED_ENERGY), "split": (roofline_time_basis, SHIPPED_ENERGY),
+# session 13's time bases are the four the energy's power terms still use (`energy_time_bases`)
+BASES = {"cpu_ops": (P.energy_time_bases, SHIPPED_ENERGY), "split": (P.energy_time_bases, SHIPPED_ENERGY),
          "gemm_time": (SHIPPED_TIME, SHIPPED_ENERGY), "gemm_both": (SHIPPED_TIME, gemm_energy_basis)}
 
 

@@ -1099,15 +1099,17 @@ def load_bundle(path: str | Path | None = None) -> PredictorBundle:
 
 def predict_request(config: Mapping[str, Any], req: Request, gpu, bundle: PredictorBundle) -> dict[str, Any]:
     """Energy per prompt (with interval), batch energy and time of one request shape."""
-    f = request_features(config, req, gpu)
-    X = np.asarray([[f[k] for k in ALL_FEATURES]])
-    p = {k: float(v[0]) for k, v in bundle.predict_features(X).items()}
     from wattlens.analysis.predict_features import step_gemms
     from wattlens.models.arithmetic import has_formulas, model_facts
     from wattlens.models.decode_ops import decode_ops
 
+    facts = model_facts(dict(config))  # once: for a config without formulas it builds the model on meta
+    f = request_features(config, req, gpu, facts=facts)
+    X = np.asarray([[f[k] for k in ALL_FEATURES]])
+    p = {k: float(v[0]) for k, v in bundle.predict_features(X).items()}
+
     shapes = "formulas" if has_formulas(config) else "transformers' module (meta device)"
     return {**p, "energy_batch_j": p["energy_per_prompt_j"] * req.batch_size, "learner": bundle.learner,
             "calibrated": bundle.calibrated, "decode_ops_source": decode_ops(config).source,
-            "decode_gemms_source": step_gemms(config, model_facts(dict(config)), req, gpu).source,
+            "decode_gemms_source": step_gemms(config, facts, req, gpu).source,
             "parameter_counts_from": shapes, "features": f}
