@@ -130,6 +130,15 @@ FAMILIES_5 = [("olmo-2-7b", [{}], None), ("persimmon-8b", [{}], None)]
 # token runs; in the Qwen family) and Helium-1 (Kyutai's 2B: MHA with 128-wide heads; a family of
 # its own).
 FAMILIES_6 = [("phi-3-mini", [{}], None), ("qwen1.5-moe-a2.7b", [{}], None), ("helium-1-preview", [{}], None)]
+# Families-7 tier (session 15): four more from transformers' configuration defaults, three of them
+# families no row had: SmolLM3-3B (GQA 16 / 4, no rotary in every fourth layer, tied embeddings; family
+# smollm), Granite's class default (Llama-2-7B's shapes with Granite's embedding, residual, attention and
+# logit multipliers; family granite), Apertus' class default (MHA, q/k norms, the xIELU activation, which
+# transformers runs as a chain of elementwise kernels without its CUDA extension; family apertus), and
+# ERNIE-4.5-21B-A3B (a fifth MoE architecture: 64 experts, 6 per token, two shared experts, a dense
+# first layer; in the ERNIE family). So leave-one-architecture-out holds out 20 families.
+FAMILIES_7 = [("smollm3-3b", [{}], None), ("granite-6.7b", [{}], None), ("apertus-7b", [{}], None),
+              ("ernie-4.5-21b-a3b", [{}], None)]
 
 # Mixed tiers: the same ragged batches for every model, one output length. `mixed-graphed` runs them in
 # the training rows' serving mode (the fair Fig. 12 test); `mixed` in static mode (measured on the H100
@@ -260,6 +269,7 @@ def main() -> None:
              ("families-4", sweeps(FAMILIES_4, gens), f"gen {gens}"),
              ("families-5", sweeps(FAMILIES_5, gens), f"gen {gens}"),
              ("families-6", sweeps(FAMILIES_6, gens), f"gen {gens}"),
+             ("families-7", sweeps(FAMILIES_7, gens), f"gen {gens}"),
              ("mixed", mixed_sweeps("static"), f"{ragged}, static"),
              ("mixed-graphed", mixed_sweeps("graphed"), f"{ragged}, graphed")]
     for variant, items, what in tiers:
