@@ -67,7 +67,33 @@ VARIANTS = [
                            ("decoder_sparse_step", 1), ("num_experts_per_tok", 2))),
     ("helium-1-preview", (("num_hidden_layers", 2), ("attention_bias", True), ("mlp_bias", True),
                           ("num_key_value_heads", 4))),
+    ("smollm3-3b", (("num_hidden_layers", 2), ("attention_bias", True), ("mlp_bias", True),
+                    ("num_key_value_heads", 8), ("tie_word_embeddings", False))),
+    # layer_types left to transformers: the layers without RoPE (every 4th) slide
+    ("smollm3-3b", (("num_hidden_layers", 8), ("layer_types", None), ("use_sliding_window", True),
+                    ("sliding_window", 512))),
+    ("smollm3-3b", (("num_hidden_layers", 6), ("layer_types", None), ("no_rope_layers", None),
+                    ("no_rope_layer_interval", 3), ("use_sliding_window", True), ("sliding_window", 256))),
+    ("granite-6.7b", (("num_hidden_layers", 2), ("attention_bias", True), ("mlp_bias", True),
+                      ("num_key_value_heads", 8), ("tie_word_embeddings", True))),
+    ("apertus-7b", (("num_hidden_layers", 2), ("attention_bias", True), ("num_key_value_heads", 8),
+                    ("tie_word_embeddings", True))),
+    ("apertus-7b", (("num_hidden_layers", 2), ("hidden_act", "silu"))),  # no learned scalars
+    ("apertus-7b", (("num_hidden_layers", 2), ("hidden_act", "prelu"))),  # one
+    ("ernie-4.5-21b-a3b", (("num_hidden_layers", 4), ("moe_layer_start_index", 0),
+                           ("moe_layer_interval", 2))),
+    ("ernie-4.5-21b-a3b", (("num_hidden_layers", 5), ("moe_layer_end_index", 2), ("moe_k", 2),
+                           ("moe_num_experts", 8))),
+    ("ernie-4.5-21b-a3b", (("num_hidden_layers", 3), ("use_bias", True))),  # tied, with an LM head bias
+    ("ernie-4.5-21b-a3b", (("num_hidden_layers", 2), ("use_bias", True), ("moe_num_shared_experts", 0),
+                           ("tie_word_embeddings", False), ("num_key_value_heads", 20))),
+    ("ernie-4.5-21b-a3b", (("num_hidden_layers", 2), ("moe_layer_start_index", 2))),  # every layer dense
+    ("ernie-4.5-21b-a3b", (("num_hidden_layers", 3), ("num_experts", 16), ("num_experts_per_tok", 4))),
 ]
+
+# Model types given formulas in bfd2243's follow-up; their variants are checked field for field too.
+NEWER_MODEL_TYPES = ("smollm3", "granite", "apertus", "ernie4_5_moe")
+NEWER_VARIANTS = [(n, o) for n, o in VARIANTS if resolve_model(n).config["model_type"] in NEWER_MODEL_TYPES]
 
 
 def _check_against_hf(name, overrides):
@@ -100,6 +126,50 @@ def test_catalog_shrunk_params_match_hf(name):
 @pytest.mark.parametrize("name,overrides", VARIANTS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(VARIANTS)])
 def test_variants_params_match_hf(name, overrides):
     _check_against_hf(name, overrides)
+
+
+@pytest.mark.parametrize("name,overrides", NEWER_VARIANTS,
+                         ids=[f"{n}-{i}" for i, (n, _) in enumerate(NEWER_VARIANTS)])
+def test_newer_variants_equal_the_module_count_field_for_field(name, overrides):
+    """Beyond the total: tables, LM head, matmul weights, experts and their layers, heads, sliding layers."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from wattlens.models.introspect import facts_from_module
+
+    config = resolve_model(name, overrides).config
+    assert model_facts(dict(config)) == facts_from_module(dict(config)), (name, overrides)
+
+
+def test_ernie_moe_layer_pattern_and_shared_experts():
+    """ERNIE-4.5-21B-A3B: dense layer 0, then 27 layers of 64 routed experts (6 per token) beside two
+    shared ones run as one MLP 2 x 1536 wide; the router keeps a [1, 64] score-correction bias."""
+    H, I, Im, V, E, k = 2560, 12288, 1536, 103424, 64, 6
+    attn = 2 * H * H + 2 * H * (4 * 128)  # 20 query heads of 128, 4 KV heads
+    norms = 2 * H
+    dense_mlp = 3 * H * I
+    router = H * E + E  # weight, correction bias
+    shared = 3 * H * 2 * Im
+    expert = 3 * H * Im
+    embed = V * H  # tied
+    total = embed + 28 * (attn + norms) + dense_mlp + 27 * (router + shared + E * expert) + H
+    f = facts("ernie-4.5-21b-a3b")
+    assert (f.params_total, f.n_moe_layers, f.params_per_expert) == (total, 27, expert)
+    assert f.params_total == 21_825_437_888  # "21B"
+    assert f.params_active == total - 27 * (E - k) * expert  # about 3B: "A3B"
+    assert f.matmul_params_active == embed + 28 * attn + dense_mlp + 27 * (H * E + shared + k * expert)
+    assert f.tied_embeddings and f.params_lm_head == 0
+    every_other = facts("ernie-4.5-21b-a3b", (("moe_layer_start_index", 0), ("moe_layer_interval", 2)))
+    assert every_other.n_moe_layers == 14  # layers 1, 3, ..., 27
+
+
+def test_apertus_mlp_and_activation_scalars():
+    """Apertus-7B (class defaults): MLP of up and down only, q/k norms over head_dim, and xIELU's two
+    learned scalars per layer."""
+    H, I, V, L, hd = 4096, 14336, 131072, 32, 128
+    layer = 4 * H * H + 2 * hd + 2 * H * I + 2 + 2 * H  # attention, q/k norms, MLP, alpha_p / alpha_n, norms
+    f = facts("apertus-7b")
+    assert f.params_total == 2 * V * H + L * layer + H
+    assert f.matmul_params_active == V * H + L * (4 * H * H + 2 * H * I)
 
 
 def test_every_catalog_model_type_supported():

@@ -114,6 +114,16 @@ def test_override_keeps_max_window_layers_consistent():
     assert cfg["mlp_only_layers"] == [1]
 
 
+def test_override_keeps_smollm3_and_ernie_moe_layer_lists_consistent():
+    s = resolve_model("smollm3-3b", [("num_hidden_layers", 40)])  # RoPE off in every 4th layer, all 40
+    assert s.config["no_rope_layers"] == [1, 1, 1, 0] * 10
+    s = resolve_model("ernie-4.5-21b-a3b", [("num_hidden_layers", 32)])  # experts to the last layer still
+    assert s.config["moe_layer_end_index"] == 31 and model_facts(s.config).n_moe_layers == 31
+    cfg = apply_overrides({"model_type": "ernie4_5_moe", "num_hidden_layers": 8, "moe_layer_end_index": 5},
+                          [("num_hidden_layers", 12)])
+    assert cfg["moe_layer_end_index"] == 5  # an end before the last layer stays where it was
+
+
 def test_override_known_attribute_absent_from_dict():
     s = resolve_model("mixtral-8x7b", [("head_dim", 64), ("attention_bias", "false")])
     assert s.config["head_dim"] == 64 and s.config["attention_bias"] is False

@@ -6,7 +6,8 @@ transformers' own module instead (`wattlens.models.introspect`, which needs torc
 Why: predictions, roofline bounds and memory budgets must be available without a GPU and without
 building the model. The parameter counts here reproduce `sum(p.numel() for p in model.parameters())`
 of the transformers implementation exactly (biases, q/k norms, attention sinks, tied embeddings,
-OPT's learned positions included); the tests check that on the meta device for every catalog model.
+OPT's learned positions, Apertus' activation scalars, ERNIE-4.5-MoE's router correction bias
+included); the tests check that on the meta device for every catalog model.
 
 Conventions:
 * parameter counts are element counts; byte figures take `dtype_bytes` (2 for bf16/fp16, 4 for fp32);
@@ -101,12 +102,31 @@ _HF_DEFAULTS: dict[str, dict] = {
                       sliding_window=4096, use_sliding_window=False, max_window_layers=28, num_experts=60,
                       num_experts_per_tok=4, moe_intermediate_size=1408, shared_expert_intermediate_size=5632,
                       decoder_sparse_step=1, mlp_only_layers=[], max_position_embeddings=32768),
+    "smollm3": dict(vocab_size=128256, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36,
+                    num_attention_heads=16, num_key_value_heads=4, tie_word_embeddings=True,
+                    attention_bias=False, mlp_bias=False, sliding_window=None, use_sliding_window=False,
+                    no_rope_layers=None, no_rope_layer_interval=4, max_position_embeddings=32768),
+    "granite": dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                    num_attention_heads=32, tie_word_embeddings=False, attention_bias=False, mlp_bias=False,
+                    max_position_embeddings=2048),
+    "apertus": dict(vocab_size=131072, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                    num_attention_heads=32, tie_word_embeddings=False, attention_bias=False,
+                    hidden_act="xielu", max_position_embeddings=65536),
+    "ernie4_5_moe": dict(vocab_size=103424, hidden_size=2560, intermediate_size=12288, num_hidden_layers=28,
+                         num_attention_heads=20, num_key_value_heads=4, tie_word_embeddings=True,
+                         use_bias=False, moe_num_experts=64, moe_k=6, moe_intermediate_size=1536,
+                         moe_num_shared_experts=2, moe_layer_start_index=1, moe_layer_end_index=-1,
+                         moe_layer_interval=1, max_position_embeddings=131072),
     "starcoder2": dict(vocab_size=49152, hidden_size=3072, intermediate_size=12288, num_hidden_layers=30,
                        num_attention_heads=24, num_key_value_heads=2, tie_word_embeddings=True, use_bias=True,
                        sliding_window=None, max_position_embeddings=4096),
 }
 
 SUPPORTED_MODEL_TYPES = tuple(sorted(_HF_DEFAULTS))
+
+# Learned scalars of an activation module (transformers' ACT2FN), which Apertus builds in every MLP:
+# xIELU learns alpha_p and alpha_n (its beta and eps are buffers), PReLU one slope.
+_ACTIVATION_PARAMS = {"xielu": 2, "prelu": 1}
 
 
 def has_formulas(config: dict) -> bool:
@@ -289,7 +309,7 @@ def _layer_sliding(c: _Cfg, num_layers: int) -> tuple[list[bool], int | None]:
     mt = c.model_type
     window = c.get("sliding_window")
     if mt in ("llama", "gemma", "opt", "phi", "falcon", "stablelm", "olmoe", "glm4", "ernie4_5", "arcee", "olmo2",
-              "persimmon", "helium"):
+              "persimmon", "helium", "granite", "apertus", "ernie4_5_moe"):
         return [False] * num_layers, None
     if mt in ("qwen2", "qwen3", "qwen3_moe", "qwen2_moe") and not c.get("use_sliding_window"):
         window = None
@@ -303,9 +323,26 @@ def _layer_sliding(c: _Cfg, num_layers: int) -> tuple[list[bool], int | None]:
     elif mt in ("qwen2", "qwen3", "qwen2_moe"):
         mwl = c.int("max_window_layers")
         flags = [i >= mwl for i in range(num_layers)]
+    elif mt == "smollm3":  # transformers' default layer_types: the layers without RoPE slide, if any does
+        interval = c.int("no_rope_layer_interval")
+        with_rope = c.get("no_rope_layers") or [int((i + 1) % interval != 0) for i in range(num_layers)]
+        flags = [bool(c.get("use_sliding_window")) and not with_rope[i] for i in range(num_layers)]
     else:  # gemma2, gpt_oss: even layers slide
         flags = [(i + 1) % 2 == 1 for i in range(num_layers)]
     return flags, (window if any(flags) else None)
+
+
+def _ernie_moe_layers(c: _Cfg, num_layers: int) -> list[int]:
+    """ERNIE-4.5-MoE's layers with experts: every `moe_layer_interval`-th (counting from 1) between
+    `moe_layer_start_index` and `moe_layer_end_index` (-1: the last layer), both included; the rest
+    are dense MLPs (the shipped 21B-A3B's first layer)."""
+    keys = ("moe_layer_start_index", "moe_layer_end_index", "moe_layer_interval")
+    start, end, interval = (c.get(k) for k in keys)
+    for key, value in zip(keys, (start, end, interval)):  # the indices may be negative, the interval not
+        if not isinstance(value, int) or isinstance(value, bool) or (key == keys[2] and value <= 0):
+            raise BadInput(f"config key {key}={value!r} of model_type 'ernie4_5_moe' is not a usable integer")
+    end = num_layers - 1 if end == -1 else end  # as its configuration class does
+    return [i for i in range(num_layers) if (i + 1) % interval == 0 and start <= i <= end]
 
 
 def model_facts(config: dict) -> ModelFacts:
@@ -413,10 +450,10 @@ def model_facts(config: dict) -> ModelFacts:
         if mt == "qwen2" or (mt in ("glm4", "helium") and c.get("attention_bias")) or (
                 mt == "qwen2_moe" and c.get("qkv_bias")):
             layer_other += q_out + 2 * kv_out  # q, k, v biases
-        elif mt in ("llama", "qwen3", "qwen3_moe", "gemma", "gemma2", "gpt_oss", "olmoe", "arcee", "olmo2") and c.get(
-                "attention_bias"):
+        elif mt in ("llama", "qwen3", "qwen3_moe", "gemma", "gemma2", "gpt_oss", "olmoe", "arcee", "olmo2",
+                    "smollm3", "granite", "apertus") and c.get("attention_bias"):
             layer_other += q_out + 2 * kv_out + H
-        if mt in ("qwen3", "qwen3_moe"):
+        if mt in ("qwen3", "qwen3_moe", "apertus"):
             layer_other += 2 * hd  # q_norm, k_norm over head_dim
         if mt in ("olmoe", "olmo2"):
             layer_other += q_out + kv_out  # q_norm, k_norm over the whole projection
@@ -424,12 +461,17 @@ def model_facts(config: dict) -> ModelFacts:
             layer_other += nh  # attention sinks
         layer_other += (4 if mt in ("gemma2", "glm4") else 2) * H  # RMSNorms per layer
         extra_other = H  # final norm
-        dense_mlp_matmul = (2 if mt == "arcee" else 3) * H * I  # Arcee: up and down only (ReLU squared)
-        if mt in ("llama", "helium") and c.get("mlp_bias"):
+        if mt == "ernie4_5_moe" and c.get("use_bias"):
+            extra_other += V  # its LM head takes use_bias too
+        # Arcee (ReLU squared) and Apertus (xIELU): up and down only, no gate
+        dense_mlp_matmul = (2 if mt in ("arcee", "apertus") else 3) * H * I
+        if mt in ("llama", "helium", "smollm3", "granite") and c.get("mlp_bias"):
             dense_mlp_other = 2 * I + H
         elif mt == "arcee" and c.get("mlp_bias"):
             dense_mlp_other = I + H
-        if mt == "ernie4_5" and c.get("use_bias"):
+        if mt == "apertus":  # bias-free projections, but the activation may learn scalars of its own
+            dense_mlp_other = _ACTIVATION_PARAMS.get(c.get("hidden_act"), 0)
+        if mt in ("ernie4_5", "ernie4_5_moe") and c.get("use_bias"):
             layer_other += q_out + 2 * kv_out + H
             dense_mlp_other = 2 * I + H
         if mt in ("mixtral", "olmoe"):  # every layer MoE, experts of the dense MLP's shape
@@ -447,6 +489,21 @@ def model_facts(config: dict) -> ModelFacts:
             router_matmul = H * num_experts
             if mt == "qwen2_moe":  # every token also runs a shared expert (a SwiGLU MLP) and its 1-wide gate
                 router_matmul += 3 * H * c.int("shared_expert_intermediate_size") + H
+        elif mt == "ernie4_5_moe":
+            # transformers maps num_experts / num_experts_per_tok onto ERNIE's keys; the mapped names win
+            num_experts = c.int("num_experts" if "num_experts" in c.config else "moe_num_experts")
+            experts_per_token = c.int("num_experts_per_tok" if "num_experts_per_tok" in c.config else "moe_k")
+            n_moe = len(_ernie_moe_layers(c, L))
+            per_expert_matmul = per_expert = 3 * H * c.int("moe_intermediate_size")  # fused, never biased
+            # The router is num_experts x hidden; beside it a [1, num_experts] score-correction bias (a
+            # parameter, added to the scores before top-k). The shared experts are one SwiGLU MLP, as wide
+            # as all of them together, that every token runs.
+            router_matmul, router_other = H * num_experts, num_experts
+            shared_width = c.int("moe_num_shared_experts") * c.int("moe_intermediate_size")
+            if shared_width:
+                router_matmul += 3 * H * shared_width
+                if c.get("use_bias"):
+                    router_other += 2 * shared_width + H
         elif mt == "gpt_oss":
             num_experts = c.int("num_local_experts")
             experts_per_token = c.int("num_experts_per_tok", c.get("experts_per_token"))
@@ -456,6 +513,8 @@ def model_facts(config: dict) -> ModelFacts:
             n_moe = L
         if experts_per_token > num_experts:
             raise BadInput(f"experts per token {experts_per_token} exceeds num experts {num_experts}")
+        if not n_moe:  # the layer pattern left no layer with experts: a dense model, as the module counts it
+            num_experts = experts_per_token = per_expert = per_expert_matmul = 0
     n_dense = L - n_moe
 
     embedding = V * emb_width
@@ -480,7 +539,7 @@ def model_facts(config: dict) -> ModelFacts:
         + n_dense * dense_mlp_matmul
         + n_moe * (router_matmul + experts_per_token * per_expert_matmul)
     )
-    if mt == "phi":
+    if mt == "phi" or (mt == "ernie4_5_moe" and c.get("use_bias")):
         lm_head = (0 if tied else lm_head_matmul) + V  # the LM head bias is never tied
     sliding_flags, window = _layer_sliding(c, L)
     return ModelFacts(

@@ -194,8 +194,12 @@ def apply_overrides(config: dict, overrides: Iterable[tuple[str, Any]]) -> dict:
     old_layers = config.get("num_hidden_layers")
     new_layers = out.get("num_hidden_layers")
     if "num_hidden_layers" in set_keys and isinstance(old_layers, int) and new_layers != old_layers:
-        if isinstance(out.get("layer_types"), list) and out["layer_types"] and "layer_types" not in set_keys:
-            out["layer_types"] = _repeat_pattern(out["layer_types"], new_layers)
+        for per_layer in ("layer_types", "no_rope_layers"):  # SmolLM3's no_rope_layers: 1 where RoPE applies
+            if isinstance(out.get(per_layer), list) and out[per_layer] and per_layer not in set_keys:
+                out[per_layer] = _repeat_pattern(out[per_layer], new_layers)
+        end = out.get("moe_layer_end_index")
+        if isinstance(end, int) and end >= old_layers - 1 and "moe_layer_end_index" not in set_keys:
+            out["moe_layer_end_index"] = new_layers - 1  # ERNIE-4.5-MoE: experts up to the last layer
         mwl = out.get("max_window_layers")
         if isinstance(mwl, int) and "max_window_layers" not in set_keys:
             # Qwen configs ship max_window_layers == num_hidden_layers ("no layer slides").

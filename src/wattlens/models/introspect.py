@@ -8,11 +8,13 @@ counts are read off its parameters:
 * the token embedding and the LM head are `get_input_embeddings()` / `get_output_embeddings()`
   (tied when they share a weight); any other embedding table outside the layers is a position table;
 * the layers are the `nn.ModuleList` of `num_hidden_layers` blocks; inside them every parameter of 2
-  or more dimensions multiplies (projections, routers; norms, biases and sinks are 1-D);
+  or more dimensions multiplies (projections, routers; norms, biases and sinks are 1-D), but for one
+  whose name ends in `bias` (ERNIE-4.5-MoE's router keeps a [1, experts] score-correction bias);
 * routed experts are parameters under a module called `experts`: the fused 3-D tensors of
   transformers 5 (`[experts, in, out]`; their 2-D per-expert biases do not multiply) or a list of
   per-expert modules; one token uses `num_experts_per_tok` of them;
-* 2-D parameters outside the layers other than the two tables (OPT's projections) multiply.
+* 2-D parameters outside the layers other than the two tables (OPT's projections) multiply;
+* the LM head's own parameters are those other than a table it shares with the input (a bias stays).
 
 Tests check these counts against `arithmetic`'s formulas for every catalog architecture. Needs torch
 and transformers (`pip install 'wattlens[hf]'`).
@@ -50,6 +52,12 @@ def _required_int(conf, key: str) -> int:
 
 def _under_experts(name: str) -> bool:
     return "experts" in name.split(".")[:-1]
+
+
+def _multiplies(name: str, p) -> bool:
+    """Whether a parameter outside the routed experts is a matmul weight (a bias is added, whatever its
+    rank)."""
+    return p.dim() >= 2 and not name.endswith("bias")
 
 
 def _decoder_layers(model, num_layers: int):
@@ -125,7 +133,7 @@ def facts_from_module(config: dict[str, Any]) -> ModelFacts:
             continue
         if name.endswith("weight") and p.dim() == 2 and "embed" in name:
             position += p.numel()  # a learned position table (OPT)
-        elif p.dim() >= 2:
+        elif _multiplies(name, p):
             extra_matmul += p.numel()
 
     layer_matmul, expert_all, expert_matmul_all, n_moe = 0, 0, 0, 0
@@ -137,7 +145,7 @@ def facts_from_module(config: dict[str, Any]) -> ModelFacts:
                 expert_all += p.numel()
                 if p.dim() >= 3 or (p.dim() == 2 and _LISTED_EXPERT.search(name)):
                     expert_matmul_all += p.numel()
-            elif p.dim() >= 2:
+            elif _multiplies(name, p):
                 layer_matmul += p.numel()
         n_moe += has_experts
     if n_moe and not num_experts:
@@ -155,7 +163,7 @@ def facts_from_module(config: dict[str, Any]) -> ModelFacts:
         num_experts=num_experts if n_moe else 0, experts_per_token=experts_per_token if n_moe else 0,
         params_total=params_total, params_active=params_total - unused_experts,
         params_embedding=embedding.numel(),
-        params_lm_head=0 if tied else sum(p.numel() for p in head.parameters()),
+        params_lm_head=sum(p.numel() for p in head.parameters() if p is not embedding),
         sliding_window=window, n_sliding_layers=n_sliding, n_moe_layers=n_moe, params_per_expert=per_expert,
         params_position_embedding=position, lm_head_matmul_params=lm_head_matmul,
         matmul_params_active=extra_matmul + lm_head_matmul + layer_matmul + n_moe * experts_per_token * per_expert_matmul,
