@@ -251,3 +251,38 @@ def test_transformers_config_leaves_the_callers_config_as_it_was():
     conf = hf_config(source)
     assert source.config == before
     assert conf.rope_parameters["rope_type"] == "llama3"
+
+
+_SMALL_ERNIE_MOE = (("num_hidden_layers", 3), ("hidden_size", 64), ("intermediate_size", 128),
+                    ("moe_intermediate_size", 32), ("num_attention_heads", 4), ("num_key_value_heads", 2),
+                    ("head_dim", 16), ("vocab_size", 500))
+
+
+def test_a_router_left_at_zero_is_drawn_at_random_and_named(torch, monkeypatch):
+    """transformers 5.17 leaves ERNIE-4.5-MoE's router at zero, so every token takes the same top-k
+    experts; the build draws it again (and says so), which spreads the tokens over the experts."""
+    from transformers.models.ernie4_5_moe import modeling_ernie4_5_moe as ernie
+
+    original = ernie.Ernie4_5_MoePreTrainedModel._init_weights
+
+    def as_in_transformers_5_17(self, module):
+        original(self, module)
+        if isinstance(module, ernie.Ernie4_5_MoeTopKRouter):
+            torch.nn.init.zeros_(module.weight)
+
+    monkeypatch.setattr(ernie.Ernie4_5_MoePreTrainedModel, "_init_weights", as_in_transformers_5_17)
+    torch.manual_seed(0)
+    model = build_model(resolve_model("ernie-4.5-21b-a3b", _SMALL_ERNIE_MOE), "fp32", "cpu")
+    # the first layer is dense (moe_layer_start_index 1): two routers
+    assert model.wattlens_reinitialised == ["model.layers.1.mlp.gate.weight", "model.layers.2.mlp.gate.weight"]
+    router = model.model.layers[1].mlp.gate
+    assert router.weight.std().item() == pytest.approx(model.config.initializer_range, rel=0.2)
+    _, _, chosen = router(torch.randn(64, 64))
+    assert torch.unique(chosen).numel() > 2 * model.config.num_experts_per_tok  # 64 tokens, 6 of 64 each
+
+
+def test_a_router_with_random_weights_is_left_as_built(torch):
+    torch.manual_seed(0)
+    model = build_model(resolve_model("tiny-moe"), "fp32", "cpu")
+    assert model.wattlens_reinitialised == []
+    assert build_model(resolve_model("tiny-gqa"), "fp32", "cpu").wattlens_reinitialised == []

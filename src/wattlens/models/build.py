@@ -83,12 +83,41 @@ def _model_class_supports(config, attn_implementation: str) -> bool:
     return True if flag is None else bool(getattr(cls, flag, True))
 
 
+ROUTER_MODULE_NAMES = ("gate", "router")  # what transformers' MoE blocks call their routers
+
+
+def spread_zero_routers(model, std: float) -> list[str]:
+    """Give an MoE router that random initialisation left at zero normal(0, std) weights; the names of
+    those re-initialised.
+
+    Why: a router of zeros scores every expert alike, so top-k sends every token to the same first k
+    experts, and a random-weight decode step then reads k experts per layer where real routing reads
+    most of them at batch >= 8. transformers 5.17 leaves ERNIE-4.5-MoE's router so (its `_init_weights`
+    has no case for it; 5.23 draws it normal(0, initializer_range)), and the campaign's first ERNIE-4.5-
+    21B-A3B trials ran that way: 6 of 64 experts per layer-step where uniform routing touches 35 at
+    batch 8 (results/predictor/experiments/moe_routing.md). Only a 2-D weight of a module named as a
+    router is touched, and only when every value is zero: what a working initialisation gives is kept.
+    """
+    import torch
+
+    fixed = []
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            weight = getattr(module, "weight", None)
+            if (name.split(".")[-1] in ROUTER_MODULE_NAMES and isinstance(weight, torch.nn.Parameter)
+                    and weight.dim() == 2 and not bool(weight.any())):
+                weight.normal_(0.0, std)
+                fixed.append(f"{name}.weight")
+    return fixed
+
+
 def build_model(source: ModelSource, dtype: str, device: str, attn_implementation: str = "sdpa"):
     """Build the model of `source` in `dtype` ('bf16', 'fp16', 'fp32') on `device`, in eval mode.
 
     Random weights: the module is constructed under `torch.device(device)` with the dtype passed to
     `from_config`, so parameters and non-persistent buffers (RoPE inv_freq) are created and
-    initialised on the device by HF's own code. Pretrained: `from_pretrained(path, dtype=...,
+    initialised on the device by HF's own code (a router left at zero is drawn at random:
+    `spread_zero_routers`; the names are in `model.wattlens_reinitialised`). Pretrained: `from_pretrained(path, dtype=...,
     device_map=device)` (plain load + `.to(device)` for the CPU
     or when `accelerate` is missing). If the architecture does not support SDPA (gpt_oss in transformers 5.x)
     and 'sdpa' was asked for, it falls back to 'eager' with a warning; read the effective choice
@@ -133,6 +162,7 @@ def build_model(source: ModelSource, dtype: str, device: str, attn_implementatio
             model = AutoModelForCausalLM.from_config(
                 config, dtype=tdtype, attn_implementation=attn_implementation
             )
+        model.wattlens_reinitialised = spread_zero_routers(model, getattr(config, "initializer_range", 0.02))
     else:
         raise BadInput(f"model {source.name!r}: weights {source.weights!r} is not 'random' or 'pretrained'")
 

@@ -257,7 +257,8 @@ def run_trial(
         if phases:  # after the memory figures, so the extra passes cannot change them
             phase_payload = measure_phases(session, backend, prompt, spec, reps)
         result.model_facts = {**asdict(facts), "backend": {**backend.describe(), **setup}, "source": source.name,
-                              "weights": source.weights, "dropped_config_keys": list(source.dropped_keys)}
+                              "weights": source.weights, "dropped_config_keys": list(source.dropped_keys),
+                              "reinitialised": list(getattr(model, "wattlens_reinitialised", []))}
         result.summary = summarise_repetitions(
             reps,
             params_active=facts.params_active,
