@@ -1,4 +1,4 @@
-"""The shipped predictor on architectures measured after it was fitted (sessions 12 and 13; not a fit).
+"""The shipped predictor on architectures measured after it was fitted (sessions 12, 13 and 15; not a fit).
 
 The predictor in `src/wattlens/analysis/data/default_predictor.json` at commit 15abfe3 was fitted on the
 3950-row dataset of session 11, before OLMo-2-7B and Persimmon-8B (campaign tier `families-5`) were
@@ -17,11 +17,19 @@ predictor of 94b936a (fitted on the 4153-row dataset of session 12):
     PYTHONPATH=src python3 results/predictor/experiments/unseen_families.py /tmp/predictor-94b936a.json \\
         results/predictor/campaign/store/*-families-6-p*.json.gz > results/predictor/experiments/unseen_families_6.md
 
+Session 15 did the same for SmolLM3-3B, Granite's and Apertus' class defaults and ERNIE-4.5-21B-A3B
+(tier `families-7`, with ERNIE's re-run after the router fix) with the predictor of e50ebe7 (fitted on the
+4486-row dataset of session 14; its features are this version's):
+
+    git show e50ebe7:src/wattlens/analysis/data/default_predictor.json > /tmp/predictor-e50ebe7.json
+    PYTHONPATH=src python3 results/predictor/experiments/unseen_families.py /tmp/predictor-e50ebe7.json \\
+        results/predictor/campaign/store/*-families-7-*.json.gz > results/predictor/experiments/unseen_families_7.md
+
 A predictor runs only with the features it was fitted on. Session 14 added two (the decode steps'
-Linears and their GEMM time) and changed the time bases, so both commands above now run in a
+Linears and their GEMM time) and changed the time bases, so the first two commands now run in a
 checkout of 22807f3, the last commit with the older features (`git worktree add /tmp/wl-22807f3
 22807f3`, then the commands there with this repository's store paths); there they reproduce both
-reports byte for byte.
+reports byte for byte. The third runs here.
 """
 
 from __future__ import annotations
