@@ -117,8 +117,8 @@ def build_model(source: ModelSource, dtype: str, device: str, attn_implementatio
     Random weights: the module is constructed under `torch.device(device)` with the dtype passed to
     `from_config`, so parameters and non-persistent buffers (RoPE inv_freq) are created and
     initialised on the device by HF's own code (a router left at zero is drawn at random:
-    `spread_zero_routers`; the names are in `model.wattlens_reinitialised`). Pretrained: `from_pretrained(path, dtype=...,
-    device_map=device)` (plain load + `.to(device)` for the CPU
+    `spread_zero_routers`; the names are in `model.wattlens_reinitialised`). Pretrained:
+    `from_pretrained(path, dtype=..., device_map=device)` (plain load + `.to(device)` for the CPU
     or when `accelerate` is missing). If the architecture does not support SDPA (gpt_oss in transformers 5.x)
     and 'sdpa' was asked for, it falls back to 'eager' with a warning; read the effective choice
     from `model.config._attn_implementation`.
