@@ -181,7 +181,10 @@ def test_nvml_control_needs_opt_in_and_maps_calls(monkeypatch):
 
 
 _CHILD = """
-import sys, time, os
+import signal, sys, time, os
+# Python's Ctrl-C handler, as a foreground process has it: a job that a non-interactive shell starts in
+# the background (`pytest ... &`) inherits SIGINT ignored, and the SIGINT case would then never end
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {src!r})
 from wattlens.hw.fake import FakeClock, FakeGPU
 from wattlens.dvfs.control import ClockController, ClockRequest, open_clock_control
