@@ -2,9 +2,9 @@
 
 The features charge a decode step for the experts its tokens touch, counted as if each of a batch's
 B tokens chose its k of E experts uniformly and independently: E x (1 - (1 - k/E)^B) per MoE layer
-(`wattlens.analysis.predict_features`). Random weights could break that (a router that sends every
-token to the same experts, or greedy decoding that makes every row of the batch emit the same token),
-and then the measured energy would describe a cheaper step than the features. This script runs the
+(`ModelFacts.expected_experts_touched`, which this script uses too). Random weights could break that
+(a router that sends every token to the same experts, or greedy decoding that makes every row of the
+batch emit the same token), and then the measured energy would describe a cheaper step than the features. This script runs the
 campaign's prompts (uniform random token ids, seed 0, as `wattlens sweep` draws them) through a catalog
 model built as the campaign builds it (random weights, bf16), decodes greedily in eager mode, and
 records, at every decode step and MoE layer, the distinct experts the batch's tokens chose (read from
@@ -51,6 +51,7 @@ def _index_argument(args, kwargs):
 def route_case(model_name: str, overrides: dict, batch: int, prompt_tokens: int, gen: int, device: str) -> dict:
     import torch
 
+    from wattlens.models.arithmetic import model_facts
     from wattlens.models.build import build_model
     from wattlens.models.catalog import resolve_model
     from wattlens.workloads.inputs import synthetic_batch
@@ -61,10 +62,7 @@ def route_case(model_name: str, overrides: dict, batch: int, prompt_tokens: int,
         warnings.simplefilter("ignore")
         model = build_model(source, "bf16", device)
     build_s = time.perf_counter() - started
-    cfg = model.config
-    num_experts = next(getattr(cfg, k) for k in ("num_experts", "num_local_experts", "moe_num_experts", "n_routed_experts")
-                       if getattr(cfg, k, None))
-    top_k = next(getattr(cfg, k) for k in ("num_experts_per_tok", "moe_k", "experts_per_token") if getattr(cfg, k, None))
+    facts = model_facts(source.config)  # experts, experts per token and the uniform expectation, as the features
     distinct: dict[int, list[int]] = {}
     calls_seen: dict[int, int] = {}
 
@@ -79,7 +77,7 @@ def route_case(model_name: str, overrides: dict, batch: int, prompt_tokens: int,
         return hook
 
     handles = [m.register_forward_pre_hook(hook_for(layer), with_kwargs=True) for layer, m in _experts_modules(model)]
-    prompt = synthetic_batch(batch, prompt_tokens, cfg.vocab_size, seed=0, device=device)
+    prompt = synthetic_batch(batch, prompt_tokens, facts.vocab_size, seed=0, device=device)
     with torch.no_grad():
         out = model(input_ids=prompt.input_ids, attention_mask=prompt.attention_mask, use_cache=True)
         mask = prompt.attention_mask
@@ -93,13 +91,12 @@ def route_case(model_name: str, overrides: dict, batch: int, prompt_tokens: int,
         h.remove()
     per_layer = {layer: sum(v) / len(v) for layer, v in sorted(distinct.items())}
     all_steps = [n for v in distinct.values() for n in v]
-    uniform = num_experts * (1 - (1 - top_k / num_experts) ** batch)
     result = {
         "model": model_name, "overrides": overrides, "batch": batch, "prompt_tokens": prompt_tokens, "decode_steps": gen,
-        "num_experts": num_experts, "experts_per_token": top_k, "moe_layers": len(per_layer),
+        "num_experts": facts.num_experts, "experts_per_token": facts.experts_per_token, "moe_layers": len(per_layer),
         "distinct_experts_per_layer_step_mean": sum(all_steps) / max(len(all_steps), 1),
         "distinct_experts_per_layer_step_min": min(all_steps, default=0),
-        "distinct_experts_uniform_expectation": uniform,
+        "distinct_experts_uniform_expectation": facts.expected_experts_touched(batch),
         "distinct_experts_by_layer": per_layer,
         "distinct_tokens_emitted_mean": sum(emitted_distinct) / max(len(emitted_distinct), 1),
         "steps_with_one_token_for_the_whole_batch": sum(1 for n in emitted_distinct if n == 1),
