@@ -276,8 +276,8 @@ def time_basis(X: np.ndarray) -> np.ndarray:
 def energy_time_bases(X: np.ndarray) -> np.ndarray:
     """The times the energy's power terms multiply, in seconds: prefill roofline, decode roofline,
     the decode kernels x `KERNEL_S`, prefill operator traffic. Not `time_basis`: taking the decode
-    step apart helped the held-out time but not the held-out energy (6.06% against 5.78%,
-    results/predictor/experiments/gemm_table.md)."""
+    step apart helped the held-out time but not the held-out energy (5.83% against 5.25% on session 15's
+    dataset, 6.06% against 5.78% on session 14's; results/predictor/experiments/gemm_table.md)."""
     X = np.atleast_2d(X)
     return np.column_stack([X[:, _IDX["prefill_roofline_s"]], X[:, _IDX["decode_roofline_s"]],
                             X[:, _IDX["decode_kernels"]] * KERNEL_S, X[:, _IDX["prefill_operator_s"]]])
