@@ -89,10 +89,35 @@ VARIANTS = [
                            ("tie_word_embeddings", False), ("num_key_value_heads", 20))),
     ("ernie-4.5-21b-a3b", (("num_hidden_layers", 2), ("moe_layer_start_index", 2))),  # every layer dense
     ("ernie-4.5-21b-a3b", (("num_hidden_layers", 3), ("num_experts", 16), ("num_experts_per_tok", 4))),
+    # Jais-2: biases on or off, tied, GQA with a head_dim of its own
+    ("jais-2-8b", (("num_hidden_layers", 2), ("attention_bias", False), ("mlp_bias", False),
+                   ("tie_word_embeddings", True))),
+    ("jais-2-8b", (("num_hidden_layers", 2), ("num_key_value_heads", 2), ("head_dim", 64))),
+    ("jais-2-8b", (("num_hidden_layers", 2), ("hidden_act", "prelu"))),  # an activation with a learned slope
+    # nanochat: biases, GQA, tied; a head_dim of its own (still no norm weights)
+    ("nanochat-0.26b", (("num_hidden_layers", 2), ("attention_bias", True), ("num_key_value_heads", 2),
+                        ("tie_word_embeddings", True))),
+    ("nanochat-0.26b", (("num_hidden_layers", 3), ("head_dim", 64), ("final_logit_softcapping", None))),
+    # DiffLlama: biases, GQA (an even KV-head count), tied; the lambdas follow head_dim
+    ("diffllama-1.2b", (("num_hidden_layers", 2), ("attention_bias", True), ("num_key_value_heads", 8),
+                        ("tie_word_embeddings", True))),
+    ("diffllama-1.2b", (("num_hidden_layers", 2), ("head_dim", 96), ("num_key_value_heads", 4))),
+    # Seed-OSS: the q/k/v and output bias switches apart, MLP biases; tied MHA with another head_dim
+    ("seed-oss-29b", (("num_hidden_layers", 2), ("attention_bias", False), ("attention_out_bias", True),
+                      ("mlp_bias", True))),
+    ("seed-oss-29b", (("num_hidden_layers", 2), ("num_key_value_heads", 80), ("head_dim", 64),
+                      ("tie_word_embeddings", True))),
+    # GPT-NeoX: no attention biases, tied; sequential residual, full rotary and fewer, wider heads
+    ("gpt-neox-20b", (("num_hidden_layers", 2), ("attention_bias", False), ("tie_word_embeddings", True))),
+    ("gpt-neox-20b", (("num_hidden_layers", 2), ("use_parallel_residual", False), ("num_attention_heads", 32),
+                      ("rope_parameters", {"rope_type": "default", "rope_theta": 10000.0,
+                                           "partial_rotary_factor": 1.0}))),
 ]
 
-# Model types given formulas in bfd2243's follow-up; their variants are checked field for field too.
-NEWER_MODEL_TYPES = ("smollm3", "granite", "apertus", "ernie4_5_moe")
+# Model types given formulas in bfd2243's and f625221's follow-ups; their variants are checked field for
+# field too.
+NEWER_MODEL_TYPES = ("smollm3", "granite", "apertus", "ernie4_5_moe", "jais2", "nanochat", "diffllama", "seed_oss",
+                     "gpt_neox")
 NEWER_VARIANTS = [(n, o) for n, o in VARIANTS if resolve_model(n).config["model_type"] in NEWER_MODEL_TYPES]
 
 
@@ -170,6 +195,31 @@ def test_apertus_mlp_and_activation_scalars():
     f = facts("apertus-7b")
     assert f.params_total == 2 * V * H + L * layer + H
     assert f.matmul_params_active == V * H + L * (4 * H * H + 2 * H * I)
+
+
+def test_gpt_neox_20b_by_hand():
+    """GPT-NeoX-20B: a fused biased qkv projection (MHA, 64 heads of 96), biased dense and two-matrix GELU
+    MLP, two LayerNorms per layer even with the parallel residual, untied embed_in / embed_out."""
+    H, I, V, L = 6144, 24576, 50432, 44
+    layer = (H * 3 * H + 3 * H) + (H * H + H) + (H * I + I) + (I * H + H) + 2 * 2 * H
+    f = facts("gpt-neox-20b")
+    assert f.params_total == 2 * V * H + L * layer + 2 * H == 20_554_567_680  # "20B"
+    assert (f.num_heads, f.num_kv_heads, f.head_dim) == (64, 64, 96)
+    assert f.matmul_params_active == V * H + L * (4 * H * H + 2 * H * I)
+    assert f.kv_bytes_per_token(FP16) == 2 * 64 * 96 * 2 * L  # the rotary fraction does not change the cache
+
+
+def test_diffllama_lambdas_and_nanochat_weightless_norms():
+    """DiffLlama-1.2B (class defaults): four lambda vectors of head_dim per layer, a group norm without
+    weights. nanochat (class defaults): no norm weights anywhere, MLP of fc1 and fc2 only."""
+    H, I, V, L, hd = 2048, 8192, 32000, 16, 64
+    f = facts("diffllama-1.2b")
+    assert f.params_total == 2 * V * H + L * (4 * H * H + 3 * H * I + 4 * hd + 2 * H) + H
+    assert f.matmul_params_active == V * H + L * (4 * H * H + 3 * H * I)
+    H, I, V, L = 768, 8192, 50304, 12
+    n = facts("nanochat-0.26b")
+    assert n.params_total == n.matmul_params_active + V * H == 2 * V * H + L * (4 * H * H + 2 * H * I)
+    assert (n.num_heads, n.head_dim) == (6, 128)
 
 
 def test_every_catalog_model_type_supported():

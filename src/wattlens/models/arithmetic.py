@@ -6,8 +6,9 @@ transformers' own module instead (`wattlens.models.introspect`, which needs torc
 Why: predictions, roofline bounds and memory budgets must be available without a GPU and without
 building the model. The parameter counts here reproduce `sum(p.numel() for p in model.parameters())`
 of the transformers implementation exactly (biases, q/k norms, attention sinks, tied embeddings,
-OPT's learned positions, Apertus' activation scalars, ERNIE-4.5-MoE's router correction bias
-included); the tests check that on the meta device for every catalog model.
+OPT's learned positions, Apertus' activation scalars, ERNIE-4.5-MoE's router correction bias,
+DiffLlama's lambda vectors included; nanochat's weightless RMSNorms count nothing); the tests check
+that on the meta device for every catalog model.
 
 Conventions:
 * parameter counts are element counts; byte figures take `dtype_bytes` (2 for bf16/fp16, 4 for fp32);
@@ -120,13 +121,31 @@ _HF_DEFAULTS: dict[str, dict] = {
     "starcoder2": dict(vocab_size=49152, hidden_size=3072, intermediate_size=12288, num_hidden_layers=30,
                        num_attention_heads=24, num_key_value_heads=2, tie_word_embeddings=True, use_bias=True,
                        sliding_window=None, max_position_embeddings=4096),
+    "jais2": dict(vocab_size=150272, hidden_size=3328, intermediate_size=26624, num_hidden_layers=32,
+                  num_attention_heads=26, tie_word_embeddings=False, attention_bias=True, mlp_bias=True,
+                  hidden_act="relu2", max_position_embeddings=8192),
+    "nanochat": dict(vocab_size=50304, hidden_size=768, intermediate_size=8192, num_hidden_layers=12,
+                     num_attention_heads=6, tie_word_embeddings=False, attention_bias=False, hidden_act="relu2",
+                     max_position_embeddings=2048),
+    "diffllama": dict(vocab_size=32000, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                      num_attention_heads=32, tie_word_embeddings=False, attention_bias=False, hidden_act="silu",
+                      max_position_embeddings=2048),
+    "seed_oss": dict(vocab_size=155136, hidden_size=4096, intermediate_size=27648, num_hidden_layers=64,
+                     num_attention_heads=80, num_key_value_heads=8, head_dim=128, tie_word_embeddings=False,
+                     attention_bias=True, attention_out_bias=False, mlp_bias=False, hidden_act="silu",
+                     max_position_embeddings=524288),
+    "gpt_neox": dict(vocab_size=50432, hidden_size=6144, intermediate_size=24576, num_hidden_layers=44,
+                     num_attention_heads=64, tie_word_embeddings=False, attention_bias=True, hidden_act="gelu",
+                     max_position_embeddings=2048),
 }
 
 SUPPORTED_MODEL_TYPES = tuple(sorted(_HF_DEFAULTS))
 
-# Learned scalars of an activation module (transformers' ACT2FN), which Apertus builds in every MLP:
-# xIELU learns alpha_p and alpha_n (its beta and eps are buffers), PReLU one slope.
+# Learned scalars of an activation module (transformers' ACT2FN), which an MLP builds afresh in every
+# layer: xIELU learns alpha_p and alpha_n (its beta and eps are buffers), PReLU one slope.
 _ACTIVATION_PARAMS = {"xielu": 2, "prelu": 1}
+# The architectures whose formulas count them (checked against an MLP that builds ACT2FN[hidden_act]).
+_COUNTS_ACTIVATION_PARAMS = ("apertus", "jais2", "nanochat", "diffllama", "seed_oss", "gpt_neox")
 
 
 def has_formulas(config: dict) -> bool:
@@ -309,7 +328,8 @@ def _layer_sliding(c: _Cfg, num_layers: int) -> tuple[list[bool], int | None]:
     mt = c.model_type
     window = c.get("sliding_window")
     if mt in ("llama", "gemma", "opt", "phi", "falcon", "stablelm", "olmoe", "glm4", "ernie4_5", "arcee", "olmo2",
-              "persimmon", "helium", "granite", "apertus", "ernie4_5_moe"):
+              "persimmon", "helium", "granite", "apertus", "ernie4_5_moe", "jais2", "nanochat", "diffllama",
+              "seed_oss", "gpt_neox"):
         return [False] * num_layers, None
     if mt in ("qwen2", "qwen3", "qwen3_moe", "qwen2_moe") and not c.get("use_sliding_window"):
         window = None
@@ -366,7 +386,9 @@ def model_facts(config: dict) -> ModelFacts:
             nkv = c.int("num_kv_heads") if c.get("num_kv_heads") is not None else nh
         else:
             nkv = 1 if c.get("multi_query") else nh
-    hd = c.get("head_dim")
+    if mt == "gpt_neox":  # one fused projection, hidden to 3 x hidden: MHA, head_dim hidden / heads
+        nkv = nh
+    hd = None if mt == "gpt_neox" else c.get("head_dim")
     if hd is None and nh and H % nh:
         raise BadInput(f"hidden_size {H} is not a multiple of num_attention_heads {nh}")
     hd = H // nh if hd is None else c.int("head_dim")
@@ -424,6 +446,15 @@ def model_facts(config: dict) -> ModelFacts:
         dense_mlp_matmul = 2 * H * I  # c_fc, c_proj
         dense_mlp_other = (I + H) if bias else 0
         extra_other = 2 * H  # final LayerNorm
+    elif mt in ("jais2", "gpt_neox"):  # LayerNorms with biases, a two-matrix MLP (ReLU squared; GELU)
+        I = c.int("intermediate_size")
+        if c.get("attention_bias"):  # q, k, v (GPT-NeoX: fused) and output biases
+            layer_other = q_out + 2 * kv_out + H
+        layer_other += 2 * 2 * H  # input and post-attention LayerNorms (GPT-NeoX keeps both when parallel)
+        dense_mlp_matmul = 2 * H * I
+        # Jais-2's MLP biases follow mlp_bias; GPT-NeoX's are always there
+        dense_mlp_other = (I + H) if mt == "gpt_neox" or c.get("mlp_bias") else 0
+        extra_other = 2 * H  # final LayerNorm
     elif mt == "stablelm":
         I = c.int("intermediate_size")
         layer_other = (q_out + 2 * kv_out) if c.get("use_qkv_bias") else 0
@@ -451,26 +482,32 @@ def model_facts(config: dict) -> ModelFacts:
                 mt == "qwen2_moe" and c.get("qkv_bias")):
             layer_other += q_out + 2 * kv_out  # q, k, v biases
         elif mt in ("llama", "qwen3", "qwen3_moe", "gemma", "gemma2", "gpt_oss", "olmoe", "arcee", "olmo2",
-                    "smollm3", "granite", "apertus") and c.get("attention_bias"):
+                    "smollm3", "granite", "apertus", "nanochat", "diffllama") and c.get("attention_bias"):
             layer_other += q_out + 2 * kv_out + H
+        elif mt == "seed_oss":  # attention_bias biases q, k and v; the output projection has its own switch
+            layer_other += (q_out + 2 * kv_out if c.get("attention_bias") else 0) + (
+                H if c.get("attention_out_bias") else 0)
         if mt in ("qwen3", "qwen3_moe", "apertus"):
             layer_other += 2 * hd  # q_norm, k_norm over head_dim
         if mt in ("olmoe", "olmo2"):
             layer_other += q_out + kv_out  # q_norm, k_norm over the whole projection
         if mt == "gpt_oss":
             layer_other += nh  # attention sinks
-        layer_other += (4 if mt in ("gemma2", "glm4") else 2) * H  # RMSNorms per layer
-        extra_other = H  # final norm
+        if mt == "diffllama":
+            layer_other += 4 * hd  # lambda_q1, lambda_k1, lambda_q2, lambda_k2 (its group norm has no weight)
+        if mt == "nanochat":  # every RMSNorm (per layer, q/k, final) is weightless
+            extra_other = 0
+        else:
+            layer_other += (4 if mt in ("gemma2", "glm4") else 2) * H  # RMSNorms per layer
+            extra_other = H  # final norm
         if mt == "ernie4_5_moe" and c.get("use_bias"):
             extra_other += V  # its LM head takes use_bias too
-        # Arcee (ReLU squared) and Apertus (xIELU): up and down only, no gate
-        dense_mlp_matmul = (2 if mt in ("arcee", "apertus") else 3) * H * I
-        if mt in ("llama", "helium", "smollm3", "granite") and c.get("mlp_bias"):
+        # Arcee and nanochat (ReLU squared), Apertus (xIELU): up and down only, no gate
+        dense_mlp_matmul = (2 if mt in ("arcee", "apertus", "nanochat") else 3) * H * I
+        if mt in ("llama", "helium", "smollm3", "granite", "seed_oss") and c.get("mlp_bias"):
             dense_mlp_other = 2 * I + H
         elif mt == "arcee" and c.get("mlp_bias"):
             dense_mlp_other = I + H
-        if mt == "apertus":  # bias-free projections, but the activation may learn scalars of its own
-            dense_mlp_other = _ACTIVATION_PARAMS.get(c.get("hidden_act"), 0)
         if mt in ("ernie4_5", "ernie4_5_moe") and c.get("use_bias"):
             layer_other += q_out + 2 * kv_out + H
             dense_mlp_other = 2 * I + H
@@ -515,6 +552,8 @@ def model_facts(config: dict) -> ModelFacts:
             raise BadInput(f"experts per token {experts_per_token} exceeds num experts {num_experts}")
         if not n_moe:  # the layer pattern left no layer with experts: a dense model, as the module counts it
             num_experts = experts_per_token = per_expert = per_expert_matmul = 0
+    if mt in _COUNTS_ACTIVATION_PARAMS:  # the activation may learn scalars of its own (xIELU, PReLU)
+        dense_mlp_other += _ACTIVATION_PARAMS.get(c.get("hidden_act"), 0)
     n_dense = L - n_moe
 
     embedding = V * emb_width
