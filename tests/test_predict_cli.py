@@ -203,6 +203,48 @@ def test_the_backend_records_the_kv_read_once_mark():
     assert P.KV_READ_ONCE_MARK in backend.describe()["decode_attention"]
 
 
+def test_an_attention_that_copies_its_kv_cache_is_not_recorded_as_read_once():
+    """DiffLlama's own attention repeats V over the whole cache and attends twice each step, whichever
+    decode attention it calls: the backend must not record the mark, a trial recorded with it before
+    (session 16's stores) loses it in the dataset, so `kv_heads_read_once` leaves both out, and
+    `predict_request` says why its charge of one KV read per step is too low for this architecture."""
+    torch = pytest.importorskip("torch")
+    from wattlens.analysis.predict_dataset import recorded_decode_attention
+    from wattlens.backends.hf import HFBackend
+    from wattlens.models.build import build_model, kv_cache_copied_per_step
+    from wattlens.models.catalog import resolve_model
+
+    tiny = (("num_hidden_layers", 2), ("hidden_size", 64), ("num_attention_heads", 4), ("num_key_value_heads", 4),
+            ("intermediate_size", 128), ("vocab_size", 512))
+    model = build_model(resolve_model("diffllama-1.2b", tiny), "fp32", "cpu")
+    backend = HFBackend(model, "graphed")
+    ids = torch.randint(5, 500, (2, 6))
+    backend.generate(ids, torch.ones_like(ids), 3)
+    recorded = backend.describe()["decode_attention"]
+    assert P.KV_READ_ONCE_MARK not in recorded and kv_cache_copied_per_step("diffllama") in recorded
+
+    old = {"model_type": "diffllama", "backend": {"decode_attention": "wattlens_decode_grouped_sdpa (auto; "
+                                                                      f"{P.KV_READ_ONCE_MARK} per step)"}}
+    mended = recorded_decode_attention(old)
+    assert P.KV_READ_ONCE_MARK not in mended and mended.startswith("wattlens_decode_grouped_sdpa, called by")
+    assert recorded_decode_attention({**old, "backend": {"decode_attention": recorded}}) == recorded  # kept as is
+    llama = {"model_type": "llama", "backend": old["backend"]}
+    assert recorded_decode_attention(llama) == old["backend"]["decode_attention"]
+    pd = pytest.importorskip("pandas")
+    kept, note = P.kv_heads_read_once(pd.DataFrame({"model": ["diffllama-1.2b", "llama-3.2-1b"],
+                                                     "decode_attention": [mended, recorded_decode_attention(llama)]}))
+    assert list(kept["model"]) == ["llama-3.2-1b"] and "diffllama-1.2b" in note
+
+    from wattlens.analysis.predict_features import Request
+    from wattlens.hw.specs import gpu_spec_by_name
+    bundle = P.load_bundle()  # the shipped predictor
+    config = resolve_model("diffllama-1.2b").config
+    out = P.predict_request(config, Request(128, 64, 8), gpu_spec_by_name("H100"), bundle)
+    assert out["kv_cache_copied"] == kv_cache_copied_per_step("diffllama")
+    assert P.predict_request(resolve_model("llama-3.2-1b").config, Request(128, 64, 8), gpu_spec_by_name("H100"),
+                             bundle)["kv_cache_copied"] is None
+
+
 def test_training_keeps_one_serving_mode_and_says_what_it_left_out(tmp_path):
     """static and graphed rows share every feature but not their cost: a fit uses one mode (the one
     with most rows unless asked), names the rows it left out, and refuses a mode the data lacks."""

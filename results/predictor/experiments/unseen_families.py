@@ -25,6 +25,13 @@ Session 15 did the same for SmolLM3-3B, Granite's and Apertus' class defaults an
     PYTHONPATH=src python3 results/predictor/experiments/unseen_families.py /tmp/predictor-e50ebe7.json \\
         results/predictor/campaign/store/*-families-7-*.json.gz > results/predictor/experiments/unseen_families_7.md
 
+Session 16 did the same for Jais-2-8B, nanochat's, DiffLlama's and Seed-OSS's class defaults and GPT-NeoX-20B
+(tier `families-8`) with the predictor of 1335c24 (fitted on the 4718-row dataset of session 15):
+
+    git show 1335c24:src/wattlens/analysis/data/default_predictor.json > /tmp/predictor-1335c24.json
+    PYTHONPATH=src python3 results/predictor/experiments/unseen_families.py /tmp/predictor-1335c24.json \\
+        results/predictor/campaign/store/*-families-8-*.json.gz > results/predictor/experiments/unseen_families_8.md
+
 A predictor runs only with the features it was fitted on. Session 14 added two (the decode steps'
 Linears and their GEMM time) and changed the time bases, so the first two commands now run in a
 checkout of 22807f3, the last commit with the older features (`git worktree add /tmp/wl-22807f3
@@ -97,6 +104,11 @@ def main() -> None:
     print("| rows | n | energy MAPE % | energy mean error % | time MAPE % | time mean error % | in interval |")
     print("|---|---|---|---|---|---|---|")
     print(f"| all | {summary(df)} |")
+    kept, _ = P.kv_heads_read_once(df.assign(row_index=np.arange(len(df))))
+    if len(kept) < len(df):  # rows a fit would leave out (their attention reads the KV cache more than once)
+        dropped = sorted(set(df["model"]) - set(kept["model"]))
+        print(f"| all a fit keeps (without {', '.join(dropped)}: its attention reads the KV cache more than once "
+              f"per step) | {summary(df.iloc[kept['row_index'].to_numpy()])} |")
     for model, d in df.groupby("model"):
         print(f"| {model} | {summary(d)} |")
     residual = getattr(bundle.model, "residual", None)

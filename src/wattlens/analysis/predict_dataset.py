@@ -24,6 +24,7 @@ from typing import Any
 
 from wattlens.analysis.predictor import DATASET_COLUMNS, model_family
 from wattlens.analysis.token_energy import energy_at_output_lengths
+from wattlens.models.build import kv_cache_copied_per_step
 
 # Output lengths whose batch energy is known worse than this (1 sigma / value) are not rows: with a
 # 100 ms counter the first tens of tokens of a fast model are not resolved (token_energy.py).
@@ -58,6 +59,17 @@ def static_cache_tokens(trial: Any) -> int | str:
         return ""
     recorded = ((trial.model_facts or {}).get("backend") or {}).get("static_cache_tokens")
     return int(recorded) if recorded else spec.ctx_tokens + spec.gen_tokens
+
+
+def recorded_decode_attention(model_facts: dict) -> str:
+    """The trial's recorded decode attention; for an architecture whose own attention copies its KV cache
+    each step (`models.build.KV_CACHE_COPIED_PER_STEP`), that reason instead, for trials recorded before
+    the backend said so (DiffLlama's first trials, session 16, say "each KV head read once")."""
+    recorded = (model_facts.get("backend") or {}).get("decode_attention") or ""
+    copied = kv_cache_copied_per_step(model_facts.get("model_type"))
+    if copied and copied not in recorded:
+        return f"{recorded.split(' (')[0]}, called by the model's own attention: {copied}"
+    return recorded
 
 
 def rows_from_trials(trials: Iterable[Any], env: dict | None = None,
@@ -111,7 +123,7 @@ def rows_from_trials(trials: Iterable[Any], env: dict | None = None,
                 "wattlens_version": env.get("wattlens_version", ""), "torch_version": env.get("torch_version", ""),
                 "transformers_version": env.get("transformers_version", ""),
                 "driver_version": env.get("driver_version", ""),
-                "decode_attention": ((t.model_facts or {}).get("backend") or {}).get("decode_attention") or "",
+                "decode_attention": recorded_decode_attention(t.model_facts or {}),
             })
     return [{k: r.get(k, "") for k in DATASET_COLUMNS} for r in rows]
 

@@ -1101,6 +1101,7 @@ def predict_request(config: Mapping[str, Any], req: Request, gpu, bundle: Predic
     """Energy per prompt (with interval), batch energy and time of one request shape."""
     from wattlens.analysis.predict_features import step_gemms
     from wattlens.models.arithmetic import has_formulas, model_facts
+    from wattlens.models.build import kv_cache_copied_per_step
     from wattlens.models.decode_ops import decode_ops
 
     facts = model_facts(dict(config))  # once: for a config without formulas it builds the model on meta
@@ -1112,4 +1113,5 @@ def predict_request(config: Mapping[str, Any], req: Request, gpu, bundle: Predic
     return {**p, "energy_batch_j": p["energy_per_prompt_j"] * req.batch_size, "learner": bundle.learner,
             "calibrated": bundle.calibrated, "decode_ops_source": decode_ops(config).source,
             "decode_gemms_source": step_gemms(config, facts, req, gpu).source,
-            "parameter_counts_from": shapes, "features": f}
+            "parameter_counts_from": shapes, "kv_cache_copied": kv_cache_copied_per_step(facts.model_type),
+            "features": f}

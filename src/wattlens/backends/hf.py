@@ -29,6 +29,7 @@ from typing import Any
 from wattlens.backends.base import GenerationOutput, TokenHook, clock_ns
 from wattlens.core.errors import BadInput
 from wattlens.core.spec import COMPILE_SCOPES, LEAN_LOOP_MODES, MODES, SamplingSpec
+from wattlens.models.build import kv_cache_copied_per_step
 
 
 def _torch():
@@ -844,6 +845,9 @@ class _LeanDecoder:
     def recorded_attention(self) -> str | None:
         """What `describe()` records as the decode attention (the predictor keeps rows whose record
         says each KV head is read once: `analysis.predictor.KV_READ_ONCE_MARK`)."""
+        copied = kv_cache_copied_per_step(getattr(self.model.config, "model_type", None))
+        if self._attention and copied:
+            return f"{self._attention} ({self.backend.decode_attention}), called by the model's own attention: {copied}"
         if self._attention:
             return f"{self._attention} ({self.backend.decode_attention}; each KV head read once per step)"
         if self._shared_kv_model_sdpa:

@@ -129,6 +129,10 @@ def register(app: typer.Typer) -> None:
             _print(f"[yellow]note: model_type {escape(repr(source.config.get('model_type')))} has no formulas in wattlens; its "
                    "parameter counts were read from transformers' implementation built on the meta device "
                    "(wattlens.models.introspect).[/]")
+        if results[0]["kv_cache_copied"]:
+            _print(f"[yellow]note: {escape(results[0]['kv_cache_copied'])}; the prediction charges one read of the KV "
+                   "cache per decode step, so transformers' implementation costs more than this (its measured rows "
+                   "are left out of the training data).[/]")
         ops_source = results[0]["decode_ops_source"]
         if ops_source != "table":
             _print(f"[yellow]note: operators per decode step of this architecture: {escape(ops_source)} (not in the shipped "

@@ -24,6 +24,20 @@ DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
 
 
+# Architectures whose own attention code, in transformers, reads or copies the KV cache more than once per
+# decode step whatever attention function it calls, so the lean loop's decode attentions cannot make each
+# KV head read once (the predictor's features charge one read: `analysis.predictor.kv_heads_read_once`).
+KV_CACHE_COPIED_PER_STEP: dict[str, str] = {
+    "diffllama": ("DiffLlama's attention splits V into two halves, repeats each over the whole cache (a copy "
+                  "of V per step and layer) and runs the attention twice over the same K"),
+}
+
+
+def kv_cache_copied_per_step(model_type: str | None) -> str | None:
+    """Why this architecture's attention reads its KV cache more than once per decode step (None: it doesn't)."""
+    return KV_CACHE_COPIED_PER_STEP.get(model_type or "")
+
+
 def torch_dtype(dtype: str) -> "torch.dtype":
     """'bf16' / 'fp16' / 'fp32' -> torch dtype; anything else is BadInput."""
     if dtype not in DTYPES:
