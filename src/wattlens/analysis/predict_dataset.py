@@ -24,7 +24,7 @@ from typing import Any
 
 from wattlens.analysis.predictor import DATASET_COLUMNS, model_family
 from wattlens.analysis.token_energy import energy_at_output_lengths
-from wattlens.models.build import kv_cache_copied_per_step
+from wattlens.models.build import kv_cache_copied_per_step, kv_copied_attention_record
 
 # Output lengths whose batch energy is known worse than this (1 sigma / value) are not rows: with a
 # 100 ms counter the first tens of tokens of a fast model are not resolved (token_energy.py).
@@ -68,7 +68,7 @@ def recorded_decode_attention(model_facts: dict) -> str:
     recorded = (model_facts.get("backend") or {}).get("decode_attention") or ""
     copied = kv_cache_copied_per_step(model_facts.get("model_type"))
     if copied and copied not in recorded:
-        return f"{recorded.split(' (')[0]}, called by the model's own attention: {copied}"
+        return kv_copied_attention_record(recorded.split(" (")[0], copied)
     return recorded
 
 

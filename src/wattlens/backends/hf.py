@@ -29,7 +29,7 @@ from typing import Any
 from wattlens.backends.base import GenerationOutput, TokenHook, clock_ns
 from wattlens.core.errors import BadInput
 from wattlens.core.spec import COMPILE_SCOPES, LEAN_LOOP_MODES, MODES, SamplingSpec
-from wattlens.models.build import kv_cache_copied_per_step
+from wattlens.models.build import kv_cache_copied_per_step, kv_copied_attention_record
 
 
 def _torch():
@@ -847,7 +847,7 @@ class _LeanDecoder:
         says each KV head is read once: `analysis.predictor.KV_READ_ONCE_MARK`)."""
         copied = kv_cache_copied_per_step(getattr(self.model.config, "model_type", None))
         if self._attention and copied:
-            return f"{self._attention} ({self.backend.decode_attention}), called by the model's own attention: {copied}"
+            return kv_copied_attention_record(f"{self._attention} ({self.backend.decode_attention})", copied)
         if self._attention:
             return f"{self._attention} ({self.backend.decode_attention}; each KV head read once per step)"
         if self._shared_kv_model_sdpa:

@@ -38,6 +38,12 @@ def kv_cache_copied_per_step(model_type: str | None) -> str | None:
     return KV_CACHE_COPIED_PER_STEP.get(model_type or "")
 
 
+def kv_copied_attention_record(attention: str, reason: str) -> str:
+    """The decode-attention record of such an architecture: the attention it calls and `reason`, without
+    the read-once mark (the backend writes it; the dataset builder writes it for trials recorded before)."""
+    return f"{attention}, called by the model's own attention: {reason}"
+
+
 def torch_dtype(dtype: str) -> "torch.dtype":
     """'bf16' / 'fp16' / 'fp32' -> torch dtype; anything else is BadInput."""
     if dtype not in DTYPES:
