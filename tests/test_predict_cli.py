@@ -127,7 +127,7 @@ def test_train_then_predict_with_fitted_model(tmp_path, monkeypatch):
     from test_predict_pipeline import synthetic_frame
 
     df, X, y = synthetic_frame(seed=3)
-    df["time_s"] = P.time_basis(X) @ np.array([2.0, 1.0, 1.5, 1.2, 1.5, 3.0])
+    df["time_s"] = P.time_basis(X) @ np.array([2.0, 1.0, 1.5, 1.2, 1.5, 3.0, 0.5])
     df.to_csv(tmp_path / "d.csv", index=False)
     r = runner.invoke(app, ["train", "--dataset", str(tmp_path / "d.csv"), "--learner", "physics",
                             "--out", str(tmp_path / "p.pkl")])

@@ -44,15 +44,15 @@ def test_dense_by_hand():
     assert f["prefill_roofline_s"] == pytest.approx(2 * 1_679_360 / 989.5e12)
     assert f["decode_roofline_s"] == pytest.approx((4 * 177_536 + 51_200) / 3350e9)
     assert f["decode_steps"] == 4 and f["layer_steps"] == 8
-    # kernels per decode step: the operators of a llama layer (shipped table) 40 per layer + 23 -> 103, plus
+    # kernels per decode step: the operators of a llama layer (shipped table) 43 per layer + 33 -> 119, plus
     # the reduce kernels of split GEMMs (GEMM table); 7 Linears per layer + the LM head -> 15 per step
     gemms = step_gemms(DENSE, model_facts(DENSE), REQ, H100)
     assert gemms.linears == 15 and f["decode_linears"] == 4 * 15
-    assert f["decode_kernels"] == pytest.approx(4 * (103 + gemms.extra_kernels))
+    assert f["decode_kernels"] == pytest.approx(4 * (119 + gemms.extra_kernels))
     assert f["decode_gemm_s"] == pytest.approx(4 * gemms.seconds)
-    # prefill operator traffic: 10 tokens x 103 operators x 64 wide x 2 B per prompt; batch of 2 at 3.35 TB/s
-    assert f["prefill_operator_bytes_per_prompt"] == 10 * 103 * 64 * 2
-    assert f["prefill_operator_s"] == pytest.approx(2 * 131_840 / 3350e9)
+    # prefill operator traffic: 10 tokens x 119 operators x 64 wide x 2 B per prompt; batch of 2 at 3.35 TB/s
+    assert f["prefill_operator_bytes_per_prompt"] == 10 * 119 * 64 * 2
+    assert f["prefill_operator_s"] == pytest.approx(2 * 152_320 / 3350e9)
     assert f["is_moe"] == 0 and f["num_experts"] == 0 and f["activation_silu"] == 1
     assert f["decode_expert_bytes_per_prompt"] == 0
     assert f["gpu_tdp_w"] == 700 and f["gpu_count"] == 1 and f["gpu_free_memory_bytes"] == 80e9 - f["vram_required_bytes"]
@@ -116,3 +116,17 @@ def test_tensor_parallel_scales_infrastructure():
     f2 = request_features(DENSE, Request(10, 5, 2, mode="eager", gpu_count=2), H100)
     assert f2["gpu_bandwidth_bytes_per_s"] == 2 * f1["gpu_bandwidth_bytes_per_s"]
     assert f2["decode_roofline_s"] == pytest.approx(f1["decode_roofline_s"] / 2)
+
+
+def test_time_bases_charge_each_decode_attention_call():
+    """The request time's last basis: one attention call per layer and decode step, `ATTENTION_CALL_S` each."""
+    import numpy as np
+
+    from wattlens.analysis import predictor as P
+
+    f = feats(DENSE)
+    X = np.asarray([[f[k] for k in ALL_FEATURES]])
+    bases = P.time_basis(X)
+    assert bases.shape == (1, len(P.UNCALIBRATED_TIME_THETA))
+    # 4 decode steps x 2 layers
+    assert bases[0, -1] == pytest.approx(4 * 2 * P.ATTENTION_CALL_S)

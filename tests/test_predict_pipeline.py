@@ -255,7 +255,7 @@ def test_time_model_learns_a_residual_the_roofline_basis_misses(tmp_path, data):
     through JSON, and a predictor saved before it existed (no `time_residual`) still loads."""
     df, X, y = data
     batch = X[:, ALL_FEATURES.index("batch_size")]
-    time_s = (P.time_basis(X) @ np.array([2.0, 1.0, 1.5, 1.2, 1.5, 3.0])) * batch ** 0.15
+    time_s = (P.time_basis(X) @ np.array([2.0, 1.0, 1.5, 1.2, 1.5, 3.0, 0.5])) * batch ** 0.15
     b = P.fit_bundle(X, y, "physics_linear", groups=df["family"], time_s=time_s)
     assert b.time_residual is not None
     plain = P.TimeModel(b.time_theta).predict(X)  # the NNLS part alone

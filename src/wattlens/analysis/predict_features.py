@@ -48,7 +48,7 @@ from wattlens.hw.gemm_table import DecodeGemms, decode_gemms, decode_gemms_witho
 from wattlens.hw.specs import GPUSpec
 from wattlens.models.arithmetic import ModelFacts, model_facts
 from wattlens.models.decode_gemms import decode_linear_shapes
-from wattlens.models.decode_ops import decode_ops
+from wattlens.models.decode_ops import DecodeOps, decode_ops
 
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 ACTIVATIONS = ("silu", "gelu", "relu")  # one-hot; anything else (or missing) sets none of them
@@ -182,6 +182,18 @@ def step_gemms(config: Mapping[str, Any], facts: ModelFacts, req: Request, gpu: 
     return decode_gemms(shapes, gpu.name, gpu.memory_bandwidth_bytes_per_s, req.batch_size, nbytes)
 
 
+def _count_on_the_cpu(config: Mapping[str, Any]) -> DecodeOps | str:
+    from wattlens.backends.step_ops import counted_or_reason  # torch only when an architecture is counted
+
+    return counted_or_reason(config)
+
+
+def step_ops(config: Mapping[str, Any]) -> DecodeOps:
+    """Operators per decode step (`models.decode_ops`): the shipped table's row, else counted on the
+    CPU by `backends.step_ops` (torch and transformers installed), else the table's median."""
+    return decode_ops(config, count=_count_on_the_cpu)
+
+
 def physics_features(facts: ModelFacts, req: Request, gpu: GPUSpec, ops_per_step: int,
                      gemms: DecodeGemms) -> dict[str, float]:
     """FLOPs, bytes and roofline times of one request (see the module docstring)."""
@@ -268,6 +280,6 @@ def request_features(config: Mapping[str, Any], req: Request, gpu: GPUSpec,
         "gpu_cuda_cores": (gpu.cuda_cores or 0) * req.gpu_count,
         "gpu_free_memory_bytes": total_memory - vram,
     }
-    out.update(physics_features(facts, req, gpu, decode_ops(config).per_step(facts.num_layers),
+    out.update(physics_features(facts, req, gpu, step_ops(config).per_step(facts.num_layers),
                                 step_gemms(config, facts, req, gpu)))
     return {k: float(out[k]) for k in ALL_FEATURES}

@@ -246,10 +246,14 @@ class _LogTarget:
 UNCALIBRATED_THETA = (1.8, 0.67, 0.3, 0.6, 0.1, 0.0)
 # s per: prefill roofline s, s of the decode Linears in the GEMM table, KERNEL_S per other decode
 # kernel, s of KV-cache and of routed-expert bytes at HBM bandwidth (read at 60% of it), s of prefill
-# operator traffic
-UNCALIBRATED_TIME_THETA = (2.0, 1.0, 1.0, 1.0 / 0.6, 1.0 / 0.6, 1.0)
+# operator traffic, ATTENTION_CALL_S per layer and decode step
+UNCALIBRATED_TIME_THETA = (2.0, 1.0, 1.0, 1.0 / 0.6, 1.0 / 0.6, 1.0, 1.0)
 UNCALIBRATED_LOG_INTERVAL = (-math.log(3.0), math.log(3.0))  # x/÷ 3
-KERNEL_S = 2.5e-6  # the launch-bound basis unit: 0.1 ms per Llama layer-step of 40 operators
+KERNEL_S = 2.5e-6  # the launch-bound basis unit: about 0.1 ms per Llama layer-step (43 operators)
+# The attention basis unit: one decode attention call per layer and step. On an H100 at batch 8 the
+# small models' calls took 17-23 us each (nanochat, Llama-3.2-1B, ERNIE-0.3B, Qwen2.5-0.5B:
+# results/predictor/experiments/step_profile-h100-session17-a.json), the elementwise kernels 1-4 us.
+ATTENTION_CALL_S = 20e-6
 
 
 def time_basis(X: np.ndarray) -> np.ndarray:
@@ -257,12 +261,15 @@ def time_basis(X: np.ndarray) -> np.ndarray:
     measured time of their Linears (`decode_gemm_s`, from the per-GPU GEMM table), their other kernels
     x `KERNEL_S` (norms, rotary, attention, reduces of split GEMMs ...), the KV cache's bytes and the
     routed experts' bytes at HBM bandwidth; the prefill operators' traffic
-    (`predict_features.prefill_operator_s`).
+    (`predict_features.prefill_operator_s`); the decode attention calls (layers x steps) x
+    `ATTENTION_CALL_S`.
 
     Why apart: the decode roofline charges every byte at full bandwidth, but a decode step's small
     GEMMs reach a fifth to four fifths of it (a 1024 x 3072 GEMM 0.7 TB/s on an H100, an 8192 x 3072
     one 2.4). With the table, leave-one-architecture-out request time went from 6.84% to 5.49% off
-    (results/predictor/experiments/gemm_table.md).
+    (results/predictor/experiments/gemm_table.md). The attention calls apart (session 17): counted as
+    one kernel each, they were charged ~3 us, where cuDNN's one-token attention took 17-23 us a call in
+    the small models' profiles; held out by family the time went from 5.32% to 5.09% off.
     """
     X = np.atleast_2d(X)
     batch_over_bw = X[:, _IDX["batch_size"]] / X[:, _IDX["gpu_bandwidth_bytes_per_s"]]
@@ -270,7 +277,7 @@ def time_basis(X: np.ndarray) -> np.ndarray:
     return np.column_stack([X[:, _IDX["prefill_roofline_s"]], X[:, _IDX["decode_gemm_s"]], other_kernels * KERNEL_S,
                             X[:, _IDX["decode_kv_bytes_per_prompt"]] * batch_over_bw,
                             X[:, _IDX["decode_expert_bytes_per_prompt"]] * batch_over_bw,
-                            X[:, _IDX["prefill_operator_s"]]])
+                            X[:, _IDX["prefill_operator_s"]], X[:, _IDX["layer_steps"]] * ATTENTION_CALL_S])
 
 
 def energy_time_bases(X: np.ndarray) -> np.ndarray:
@@ -1099,10 +1106,9 @@ def load_bundle(path: str | Path | None = None) -> PredictorBundle:
 
 def predict_request(config: Mapping[str, Any], req: Request, gpu, bundle: PredictorBundle) -> dict[str, Any]:
     """Energy per prompt (with interval), batch energy and time of one request shape."""
-    from wattlens.analysis.predict_features import step_gemms
+    from wattlens.analysis.predict_features import step_gemms, step_ops
     from wattlens.models.arithmetic import has_formulas, model_facts
     from wattlens.models.build import kv_cache_copied_per_step
-    from wattlens.models.decode_ops import decode_ops
 
     facts = model_facts(dict(config))  # once: for a config without formulas it builds the model on meta
     f = request_features(config, req, gpu, facts=facts)
@@ -1111,7 +1117,7 @@ def predict_request(config: Mapping[str, Any], req: Request, gpu, bundle: Predic
 
     shapes = "formulas" if has_formulas(config) else "transformers' module (meta device)"
     return {**p, "energy_batch_j": p["energy_per_prompt_j"] * req.batch_size, "learner": bundle.learner,
-            "calibrated": bundle.calibrated, "decode_ops_source": decode_ops(config).source,
+            "calibrated": bundle.calibrated, "decode_ops_source": step_ops(config).source,
             "decode_gemms_source": step_gemms(config, facts, req, gpu).source,
             "parameter_counts_from": shapes, "kv_cache_copied": kv_cache_copied_per_step(facts.model_type),
             "features": f}
