@@ -119,7 +119,7 @@ def time_validation(df: pd.DataFrame, X: np.ndarray, big: np.ndarray, out: Path)
     lines = ["# Request time (whole batch, s), held out", "",
              "The time model `wattlens predict` prints: non-negative fit of the time bases (`predictor.time_basis`: "
              "prefill roofline; the decode steps' Linears at their measured GEMM time (the per-GPU GEMM table), their "
-             "other kernels x 2.5 us, KV-cache and routed-expert bytes at HBM bandwidth; prefill operator traffic), "
+             "other kernels x 2.5 us, KV-cache and routed-expert bytes at HBM bandwidth; prefill operator traffic; since session 17 the decode attention calls, layers x steps x 20 us), "
              "times a residual of the shipped learner's kind (a forest for physics + learned residual, else a ridge "
              "regression) of the log residual (`TimeModel`). Rows with batch >= 8. Before session 14 the decode "
              "bases were the decode roofline and the CPU operator count: 7.99 / 6.84% LOAO, 9.53 / 8.22% LOGO "
