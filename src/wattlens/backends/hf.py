@@ -289,10 +289,10 @@ def _register_sink_attention() -> None:
 
 GATHERED_EXPERTS = "wattlens_gathered_experts"
 
-DECODE_EXPERTS_CHOICES = ("auto", "batched_mm", "gathered")
-"""Experts kernel of the compiled loop's one-token steps (MoE models): `auto` (transformers'
-`batched_mm` on GPUs, the model's own elsewhere), `batched_mm`, or `gathered`
-(`decode_experts_by_gathered_reductions`)."""
+DECODE_EXPERTS_CHOICES = ("auto", "batched_mm", "grouped_mm", "gathered")
+"""Experts kernel of the lean loop's one-token steps (MoE models): `auto` (on GPUs transformers'
+`batched_mm` when the step is compiled, `grouped_mm` in `graphed` mode; the model's own elsewhere),
+`batched_mm`, `grouped_mm`, or `gathered` (`decode_experts_by_gathered_reductions`)."""
 
 
 def _gathered_linear(x, weight, expert_ids, is_transposed: bool):

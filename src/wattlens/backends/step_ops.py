@@ -26,7 +26,8 @@ from typing import Any
 from wattlens.models.decode_ops import TABLE_PATH, VIEW_OPS, DecodeOps, toy_config
 
 TOY_BATCH, TOY_PROMPT_TOKENS, TOY_GEN_TOKENS = 2, 20, 8
-GPU_GRAPHED_DECODE_EXPERTS = "grouped_mm"  # what `hf._LeanDecoder._decode_experts_kernel` picks on a GPU
+# MoE: the experts kernel `auto` picks for `graphed` steps on a GPU (on the CPU `auto` keeps the model's own)
+GPU_GRAPHED_DECODE_EXPERTS = "grouped_mm"
 
 
 def _returns_an_input(func, args, out) -> bool:
@@ -63,11 +64,9 @@ def _ops_in_one_decode_step(config: Mapping[str, Any], layers: int) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "no SDPA attention; using 'eager'": as on the GPU
         model = build_model(toy, "bf16", "cpu")
-    backend = HFBackend(model, "graphed", use_cuda_graph=False)
+    backend = HFBackend(model, "graphed", use_cuda_graph=False, decode_experts=GPU_GRAPHED_DECODE_EXPERTS)
     backend.prepare(TOY_BATCH, TOY_PROMPT_TOKENS, TOY_GEN_TOKENS)
     lean = backend._lean
-    # MoE: the experts kernel of the GPU's graphed steps (on the CPU `auto` keeps the model's own)
-    lean._decode_experts_kernel = lambda: GPU_GRAPHED_DECODE_EXPERTS
     prompt = torch.randint(1, 500, (TOY_BATCH, TOY_PROMPT_TOKENS))
     counter = CountOps()
     with torch.inference_mode(), lean._own_attention():
