@@ -35,9 +35,8 @@ from wattlens.store.export import results_from_json
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from decode_steps import GPU, step_table
 from reproducibility import KEY, rows_with_cards
-from step_ops_vs_gpu import PROFILES, _phases
+from step_ops_vs_gpu import PROFILES, h100_batch8_rows, phase_table
 
 ROOT = HERE.parents[2]
 STORE = ROOT / "results/predictor/campaign/store"
@@ -173,26 +172,15 @@ def scored_on_both(new: pd.DataFrame, df: pd.DataFrame) -> pd.Series:
     return m.groupby("model")["err_new"].mean()
 
 
-def phase_fit_with_idle(df: pd.DataFrame, states: pd.DataFrame) -> float:
+def phase_fit_with_idle(states: pd.DataFrame) -> float:
     """step_ops_vs_gpu.md's second table (decode-step energy on its profiled kernel times and GB moved,
     H100, batch 8, prompt 128), again with the card's idle excess x step time as one more basis."""
     cases = [c for p in PROFILES for c in json.loads(p.read_text())["cases"]]
-    rows_h100 = df[(df["gpu_name"] == GPU) & (df["batch_size"] == 8) & (df["input_tokens"] == 128)
-                   & (df["overrides_json"] == "")]
-    idle = rows_h100.groupby("model")["run_id"].agg(lambda s: states.loc[sorted(set(s)), "idle_w"].mean())
-    steps = step_table(rows_h100)
-    steps = steps[steps["cache"] == 1128].set_index("config")
-    profiled = {}
-    for c in cases:
-        if not c.get("overrides") and c.get("batch") == 8 and "top_kernels" in c:
-            profiled.setdefault(c["model"], _phases(c))
-    t = pd.DataFrame([{"config": m, **profiled[m], **steps.loc[m, ["step_ms", "step_j", "weights_ms", "kv_ms"]],
-                       "idle_w": idle[m]} for m in sorted(profiled) if m in steps.index])
+    rows = h100_batch8_rows()
+    idle = rows.groupby("model")["run_id"].agg(lambda s: states.loc[sorted(set(s)), "idle_w"].mean())
+    t = phase_table(rows, cases)
+    t["idle_excess_s"] = (t["config"].map(idle) - t["config"].map(idle).median()) * t["step_s"]
     y = t["step_j"].to_numpy(float)
-    for c in ("step", "gemm", "attention", "other"):
-        t[f"{c}_s"] = t[f"{c}_ms"] / 1e3
-    t["gb"] = (t["weights_ms"] + t["kv_ms"]) / 1e3 * 3.35e12 / 1e9
-    t["idle_excess_s"] = (t["idle_w"] - t["idle_w"].median()) * t["step_s"]
     print("## 4. What knowing the card would give\n")
     print(f"Decode-step energy (H100, batch 8, prompt 128, {len(t)} architectures) fitted in sample on its profiled "
           "kernel time in GEMMs, attention and other kernels, the step time and the GB it moves (step_ops_vs_gpu.md), "
@@ -228,7 +216,7 @@ def main() -> int:
     ratios(new, df)
     on_new_card = scored_on_both(new, df)
 
-    oracle_mae = phase_fit_with_idle(df, states)
+    oracle_mae = phase_fit_with_idle(states)
     idle = df["run_id"].map(states["idle_w"]).to_numpy(float)
     h200 = df["gpu_name"].str.contains("H200").to_numpy()
     idle_excess = idle - np.where(h200, np.median(idle[h200]), np.median(idle[~h200]))

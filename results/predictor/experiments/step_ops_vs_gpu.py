@@ -88,27 +88,41 @@ def _phases(case: dict) -> dict[str, float]:
             "other_ms": case["kernel_ms_per_step"] - (gemm + attention) / 1e3}
 
 
-def phase_power(cases: list[dict]) -> None:
+def phase_table(rows: pd.DataFrame, cases: list[dict]) -> pd.DataFrame:
+    """One row per base config profiled at batch 8: its step time and energy (slopes of `rows`, the dataset's
+    H100 rows at batch 8 and prompt 128; 1128 cache slots), the profiled kernel time in each phase, in s
+    (`step_s`, `gemm_s`, `attention_s`, `other_s`), and the GB the step moves (`gb`)."""
     sys.path.insert(0, str(HERE))
-    from decode_steps import GPU, step_table
+    from decode_steps import step_table
 
-    df, _, _ = P.one_serving_mode(P.load_dataset(HERE.parents[2] / "data/predictor/energy_v1.csv"))
-    df, _ = P.kv_heads_read_once(df)  # DiffLlama's rows: its attention copies the cache, as in every fit
-    df = df[(df["gpu_name"] == GPU) & (df["batch_size"] == 8) & (df["input_tokens"] == 128)
-            & (df["overrides_json"].fillna("") == "")]
-    steps = step_table(df)
+    steps = step_table(rows)
     steps = steps[steps["cache"] == 1128].set_index("config")
     profiled = {}
     for case in cases:
         if not case.get("overrides") and case.get("batch") == 8 and "top_kernels" in case:
             profiled.setdefault(case["model"], _phases(case))
-    rows = [{"config": m, **profiled[m], **steps.loc[m, ["step_ms", "step_j", "weights_ms", "kv_ms"]].to_dict()}
-            for m in sorted(profiled) if m in steps.index]
-    t = pd.DataFrame(rows)
-    y = t["step_j"].to_numpy()
+    t = pd.DataFrame([{"config": m, **profiled[m], **steps.loc[m, ["step_ms", "step_j", "weights_ms", "kv_ms"]].to_dict()}
+                      for m in sorted(profiled) if m in steps.index])
     t["step_s"], t["gemm_s"], t["attention_s"], t["other_s"] = (t[c] / 1e3 for c in
                                                                ("step_ms", "gemm_ms", "attention_ms", "other_ms"))
     t["gb"] = (t["weights_ms"] + t["kv_ms"]) / 1e3 * gpu_spec_by_name("H100").memory_bandwidth_bytes_per_s / 1e9
+    return t
+
+
+def h100_batch8_rows() -> pd.DataFrame:
+    """The dataset's rows the phase table is made from: H100, batch 8, prompt 128, base configs, as fitted."""
+    sys.path.insert(0, str(HERE))
+    from decode_steps import GPU
+
+    df, _, _ = P.one_serving_mode(P.load_dataset(HERE.parents[2] / "data/predictor/energy_v1.csv"))
+    df, _ = P.kv_heads_read_once(df)  # DiffLlama's rows: its attention copies the cache, as in every fit
+    return df[(df["gpu_name"] == GPU) & (df["batch_size"] == 8) & (df["input_tokens"] == 128)
+              & (df["overrides_json"].fillna("") == "")]
+
+
+def phase_power(cases: list[dict]) -> None:
+    t = phase_table(h100_batch8_rows(), cases)
+    y = t["step_j"].to_numpy()
     print("\n## Where a decode step's energy goes (H100, batch 8, prompt 128)\n")
     fits = {"phase times": ["step_s", "gemm_s", "attention_s", "other_s"],
             "phase times + GB moved": ["step_s", "gemm_s", "attention_s", "other_s", "gb"]}
