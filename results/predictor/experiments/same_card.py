@@ -174,7 +174,8 @@ def scored_on_both(new: pd.DataFrame, df: pd.DataFrame) -> pd.Series:
 
 def phase_fit_with_idle(states: pd.DataFrame) -> float:
     """step_ops_vs_gpu.md's second table (decode-step energy on its profiled kernel times and GB moved,
-    H100, batch 8, prompt 128), again with the card's idle excess x step time as one more basis."""
+    H100, batch 8, prompt 128), again with the card's idle excess x step time as one more basis;
+    prints both fits and returns the latter's mean absolute error (%)."""
     cases = [c for p in PROFILES for c in json.loads(p.read_text())["cases"]]
     rows = h100_batch8_rows()
     idle = rows.groupby("model")["run_id"].agg(lambda s: states.loc[sorted(set(s)), "idle_w"].mean())
