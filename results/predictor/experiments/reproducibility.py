@@ -29,14 +29,21 @@ STORE = Path("results/predictor/campaign/store")
 KEY = ["model", "overrides_json", "gpu_name", "batch_size", "input_tokens", "output_tokens", "cache_tokens"]
 
 
+def _run_card(run) -> dict:
+    """The card a run used (first 8 hex digits of its UUID), its idle power (W) and temperature (°C) at the start."""
+    start = (run.environment.get("gpu_state_start") or [{}])[0]
+    return {"card": run.environment["gpus"][0]["uuid"][4:12], "idle_w": run.idle_power_w,
+            "temp_c": start.get("temperature_c")}
+
+
 def rows_with_cards(paths) -> pd.DataFrame:
-    """Dataset rows of the exports, each with the first 8 hex digits of the GPU's UUID that ran it."""
+    """Dataset rows of the exports, each with the card that ran it (`_run_card`'s columns)."""
     rows = []
     for p in paths:
         runs, trials = results_from_json(p)
-        card = {r.run_id: r.environment["gpus"][0]["uuid"][4:12] for r in runs}
+        card = {r.run_id: _run_card(r) for r in runs}
         for row in rows_from_runs(runs, trials):
-            rows.append({**row, "card": card[row["run_id"]], "export": p.name})
+            rows.append({**row, **card[row["run_id"]], "export": p.name})
     df = P.normalize_dataset(pd.DataFrame(rows))
     df["overrides_json"] = df["overrides_json"].fillna("").astype(str)
     return df

@@ -31,7 +31,6 @@ import pandas as pd
 from scipy.optimize import lsq_linear
 
 from wattlens.analysis import predictor as P
-from wattlens.store.export import results_from_json
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
@@ -45,16 +44,8 @@ PAIRS = [("helium-1-preview", "stablelm-3b-4e1t"), ("nanochat-0.26b", "ernie-4.5
          ("nanochat-0.26b", "qwen2.5-0.5b"), ("llama-3.2-1b", "qwen2.5-0.5b")]
 
 
-def run_states(paths) -> pd.DataFrame:
-    """Per run: its card (first 8 hex digits of the UUID), idle power (W) and GPU temperature at the start."""
-    rows = []
-    for p in paths:
-        runs, _ = results_from_json(p)
-        for r in runs:
-            start = (r.environment.get("gpu_state_start") or [{}])[0]
-            rows.append({"run_id": r.run_id, "card": r.environment["gpus"][0]["uuid"][4:12],
-                         "idle_w": r.idle_power_w, "temp_c": start.get("temperature_c")})
-    return pd.DataFrame(rows).set_index("run_id")
+def gpu_label(name: str) -> str:
+    return name.replace("NVIDIA ", "").replace(" 80GB HBM3", "")
 
 
 def dataset():
@@ -98,15 +89,12 @@ def held_out_with_idle_basis(X, y, groups, idle_excess_w, time_s, seed: int = 0)
         return held_out(np.hstack([X, extra]), y, groups, seed)
 
 
-def card_vs_card(new: pd.DataFrame, old: pd.DataFrame, states: pd.DataFrame) -> tuple[float, float]:
+def card_vs_card(new: pd.DataFrame, old: pd.DataFrame) -> tuple[float, float]:
     """Prints section 1; returns the largest |energy| and |time| difference of a (GPU, model, batch), in %."""
     m = new.merge(old, on=KEY, suffixes=("_new", "_old"))
     m["d_energy"] = m["energy_per_prompt_j_new"] / m["energy_per_prompt_j_old"] - 1
     m["d_time"] = m["time_s_new"] / m["time_s_old"] - 1
-    for side in ("new", "old"):
-        m[f"idle_{side}"] = m[f"run_id_{side}"].map(states["idle_w"])
-        m[f"temp_{side}"] = m[f"run_id_{side}"].map(states["temp_c"])
-    m["gpu"] = m["gpu_name"].str.replace("NVIDIA ", "").str.replace(" 80GB HBM3", "")
+    m["gpu"] = m["gpu_name"].map(gpu_label)
     print("## 1. The same requests on another card\n")
     print("Differences are new / dataset - 1, mean over the matched output lengths. Idle power and temperature: "
           "recorded at the start of each run (mean over the runs behind the rows).\n")
@@ -116,17 +104,17 @@ def card_vs_card(new: pd.DataFrame, old: pd.DataFrame, states: pd.DataFrame) -> 
     means = []
     for (gpu, model, batch), g in m.groupby(["gpu", "model", "batch_size"]):
         means.append(g["d_energy"].mean())
-        print(f"| {gpu} | {model} | {batch} | {len(g)} | {g['card_old'].iloc[0]} ({g['idle_old'].mean():.0f}, "
-              f"{g['temp_old'].mean():.0f}) | {g['card_new'].iloc[0]} ({g['idle_new'].mean():.0f}, "
-              f"{g['temp_new'].mean():.0f}) | {100 * g['d_energy'].mean():+.1f} | {100 * g['d_time'].mean():+.1f} |")
+        print(f"| {gpu} | {model} | {batch} | {len(g)} | {g['card_old'].iloc[0]} ({g['idle_w_old'].mean():.0f}, "
+              f"{g['temp_c_old'].mean():.0f}) | {g['card_new'].iloc[0]} ({g['idle_w_new'].mean():.0f}, "
+              f"{g['temp_c_new'].mean():.0f}) | {100 * g['d_energy'].mean():+.1f} | {100 * g['d_time'].mean():+.1f} |")
     rms = float(np.sqrt(np.mean(np.square(means))))
+    largest_time = 100 * float(m.groupby(["gpu", "model", "batch_size"])["d_time"].mean().abs().max())
     print(f"\nEnergy differs by {100 * min(means):+.1f}% to {100 * max(means):+.1f}% (root mean square "
           f"{100 * rms:.1f}%, so one card about {100 * rms / np.sqrt(2):.1f}% from the mean of two); the time by at most "
-          f"{100 * m.groupby(['gpu', 'model', 'batch_size'])['d_time'].mean().abs().max():.1f}%. Session 9's unselected "
+          f"{largest_time:.1f}%. Session 9's unselected "
           "pairs (reproducibility.md) gave 2.7% root mean square: four of these models were chosen for their "
           "errors, so their first cards may be the unlucky ones.\n")
-    largest_time = m.groupby(["gpu", "model", "batch_size"])["d_time"].mean().abs().max()
-    return 100 * float(np.max(np.abs(means))), 100 * float(largest_time)
+    return 100 * float(np.max(np.abs(means))), largest_time
 
 
 def ratios(new: pd.DataFrame, df: pd.DataFrame) -> None:
@@ -148,7 +136,7 @@ def ratios(new: pd.DataFrame, df: pd.DataFrame) -> None:
             r_new, r_old = ratio(n), ratio(o)
             r_pred = ratio(o, "pred")
             for batch in r_new.index:
-                print(f"| {gpu.replace('NVIDIA ', '').replace(' 80GB HBM3', '')} | {a} / {b} | {batch} | "
+                print(f"| {gpu_label(gpu)} | {a} / {b} | {batch} | "
                       f"{r_new[batch]:.3f} | {r_old.get(batch, np.nan):.3f} | {r_pred.get(batch, np.nan):.3f} |")
     print()
 
@@ -172,15 +160,16 @@ def scored_on_both(new: pd.DataFrame, df: pd.DataFrame) -> pd.Series:
     return m.groupby("model")["err_new"].mean()
 
 
-def phase_fit_with_idle(states: pd.DataFrame) -> float:
+def phase_fit_with_idle(df: pd.DataFrame, states: pd.DataFrame) -> float:
     """step_ops_vs_gpu.md's second table (decode-step energy on its profiled kernel times and GB moved,
     H100, batch 8, prompt 128), again with the card's idle excess x step time as one more basis;
     prints both fits and returns the latter's mean absolute error (%)."""
     cases = [c for p in PROFILES for c in json.loads(p.read_text())["cases"]]
-    rows = h100_batch8_rows()
+    rows = h100_batch8_rows(df)
     idle = rows.groupby("model")["run_id"].agg(lambda s: states.loc[sorted(set(s)), "idle_w"].mean())
     t = phase_table(rows, cases)
-    t["idle_excess_s"] = (t["config"].map(idle) - t["config"].map(idle).median()) * t["step_s"]
+    idle_w = t["config"].map(idle)
+    t["idle_excess_s"] = (idle_w - idle_w.median()) * t["step_s"]
     y = t["step_j"].to_numpy(float)
     print("## 4. What knowing the card would give\n")
     print(f"Decode-step energy (H100, batch 8, prompt 128, {len(t)} architectures) fitted in sample on its profiled "
@@ -204,20 +193,20 @@ def main() -> int:
     y = df["energy_per_prompt_j"].to_numpy(float)
     groups = df["family"].to_numpy()
     big = (df["batch_size"] >= 8).to_numpy()
-    states = run_states(sorted(STORE.glob("*.json.gz")) + NEW)
     df["pred"] = held_out(X, y, groups)
     old = rows_with_cards(sorted(STORE.glob("*.json.gz")))
     new = rows_with_cards(NEW)
+    states = pd.concat([old, new]).drop_duplicates("run_id").set_index("run_id")  # idle_w, temp_c per run
 
     print("# Six small models again, one card per GPU type (session 18; experiment, not shipped)\n")
     print(f"Random weights, `graphed` mode. {len(new)} new rows ({', '.join(p.name for p in NEW)}); dataset "
           f"`data/predictor/energy_v1.csv`. LOAO of the shipped learner on the dataset (batch >= 8): "
           f"{100 * np.mean(np.abs(df['pred'][big] / y[big] - 1)):.2f}%.\n")
-    largest_energy, largest_time = card_vs_card(new, old, states)
+    largest_energy, largest_time = card_vs_card(new, old)
     ratios(new, df)
     on_new_card = scored_on_both(new, df)
 
-    oracle_mae = phase_fit_with_idle(states)
+    oracle_mae = phase_fit_with_idle(df, states)
     idle = df["run_id"].map(states["idle_w"]).to_numpy(float)
     h200 = df["gpu_name"].str.contains("H200").to_numpy()
     idle_excess = idle - np.where(h200, np.median(idle[h200]), np.median(idle[~h200]))

@@ -109,13 +109,15 @@ def phase_table(rows: pd.DataFrame, cases: list[dict]) -> pd.DataFrame:
     return t
 
 
-def h100_batch8_rows() -> pd.DataFrame:
-    """The dataset's rows the phase table is made from: H100, batch 8, prompt 128, base configs, as fitted."""
+def h100_batch8_rows(df: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The dataset's rows the phase table is made from: H100, batch 8, prompt 128, base configs, as fitted.
+    `df`: the fitted rows already loaded (`one_serving_mode`, `kv_heads_read_once`); else read here."""
     sys.path.insert(0, str(HERE))
     from decode_steps import GPU
 
-    df, _, _ = P.one_serving_mode(P.load_dataset(HERE.parents[2] / "data/predictor/energy_v1.csv"))
-    df, _ = P.kv_heads_read_once(df)  # DiffLlama's rows: its attention copies the cache, as in every fit
+    if df is None:
+        df, _, _ = P.one_serving_mode(P.load_dataset(HERE.parents[2] / "data/predictor/energy_v1.csv"))
+        df, _ = P.kv_heads_read_once(df)  # DiffLlama's rows: its attention copies the cache, as in every fit
     return df[(df["gpu_name"] == GPU) & (df["batch_size"] == 8) & (df["input_tokens"] == 128)
               & (df["overrides_json"].fillna("") == "")]
 
